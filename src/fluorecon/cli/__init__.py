@@ -1,0 +1,1 @@
+"""fluorecon.cli layer."""

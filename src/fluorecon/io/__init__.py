@@ -1,0 +1,1 @@
+"""fluorecon.io layer."""

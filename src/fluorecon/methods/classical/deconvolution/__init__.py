@@ -1,0 +1,1 @@
+"""Classical deconvolution: Richardson-Lucy (+TV), Wiener / Tikhonov."""

@@ -1,0 +1,1 @@
+"""Classical denoising with self-calibration (J-invariance)."""

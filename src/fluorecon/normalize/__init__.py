@@ -1,0 +1,1 @@
+"""fluorecon.normalize layer."""

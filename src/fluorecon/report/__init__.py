@@ -1,0 +1,1 @@
+"""fluorecon.report layer."""
