@@ -1,1 +1,1 @@
-"""fluorecon.cli layer."""
+"""Command-line interface (``fluorecon``): typer app over the method registry."""

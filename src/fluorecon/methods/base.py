@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,7 +75,8 @@ class Method(ABC):
         return None
 
     # -- driver ----------------------------------------------------------------------
-    def predict(self, image: Any, axes: str) -> np.ndarray:
+    def predict(self, image: Any, axes: str, *,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Apply the method to ``image`` and return a float32 array of the same shape.
 
         Parameters
@@ -83,6 +85,8 @@ class Method(ABC):
             Image with dimensions described by ``axes``. Not modified.
         axes : str
             Axes string, e.g. ``"YX"``, ``"ZYX"``, ``"CYX"``, ``"TZYX"``.
+        progress : callable, optional
+            Called as ``progress(done, total)`` after each spatial block.
 
         Returns
         -------
@@ -94,13 +98,19 @@ class Method(ABC):
         sp = spatial_axes(axes)
         lead = [i for i, a in enumerate(axes) if a not in sp]
         if not lead:
-            return self._predict_one(arr, sp)
+            out1 = self._predict_one(arr, sp)
+            if progress is not None:
+                progress(1, 1)
+            return out1
         # Move non-spatial axes first, loop over them, put them back.
         order = lead + [axes.index(a) for a in sp]
         moved = np.transpose(arr, order)
         out = np.empty(moved.shape, dtype=np.float32)
-        for idx in itertools.product(*(range(n) for n in moved.shape[: len(lead)])):
+        blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
+        for done, idx in enumerate(blocks, start=1):
             out[idx] = self._predict_one(np.ascontiguousarray(moved[idx]), sp)
+            if progress is not None:
+                progress(done, len(blocks))
         return np.transpose(out, np.argsort(order))
 
     def _predict_one(self, block: np.ndarray, sp: str) -> np.ndarray:

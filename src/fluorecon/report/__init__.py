@@ -1,1 +1,1 @@
-"""fluorecon.report layer."""
+"""Reports: matplotlib figures (Agg, no pyplot state) and self-contained HTML pages."""

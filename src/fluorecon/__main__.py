@@ -1,0 +1,5 @@
+"""``python -m fluorecon`` runs the command-line interface."""
+
+from fluorecon.cli.app import main
+
+main()
