@@ -20,7 +20,7 @@ def write_simulation(out: Path, *, task: str, shape: tuple[int, ...], phantom: s
         write_image(out / "input.ome.tif", pair.input, meta, overwrite=overwrite),
         write_image(out / "target.ome.tif", pair.target, pair.target_meta,
                     overwrite=overwrite),
-        write_image(out / "psf.ome.tif", pair.psf, meta.with_axes(meta.axes[-pair.psf.ndim:]),
+        write_image(out / "psf.ome.tif", pair.psf, pair.target_meta,
                     overwrite=overwrite),
     ]
     params = {
