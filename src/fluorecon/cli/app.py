@@ -192,6 +192,7 @@ def evaluate(
                                             "high-quality reference of the same shape.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object (psnr, ssim, "
                                           "nrmse, plain and normalised) instead of a table.")] = False,
+    axes: AxesOpt = None,
 ) -> None:
     """Compare a prediction with a reference: PSNR (dB), SSIM, NRMSE, plain and normalised.
 
@@ -202,9 +203,9 @@ def evaluate(
     from fluorecon.io import read_image
     from fluorecon.metrics import evaluate as evaluate_images
 
-    pred, pmeta = read_image(prediction)
-    ref, rmeta = read_image(reference)
-    scores = evaluate_images(pred, ref)
+    pred, pmeta = read_image(prediction, axes=axes)
+    ref, _ = read_image(reference, axes=axes or pmeta.axes)
+    scores = evaluate_images(pred, ref, axes=pmeta.axes)
     if as_json:
         typer.echo(json.dumps(scores, indent=2))
         return
