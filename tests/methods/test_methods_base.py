@@ -53,3 +53,25 @@ def test_registry_lists_and_errors():
         get_method("no-such-method")
     with pytest.raises(ConfigError):
         create("no-such-method")
+
+
+class _Iterative(_Scale):
+    name = "_iterative"
+    block_progress = True
+
+    def predict_block(self, block, axes, *, progress=None):
+        for k in range(4):
+            if progress is not None:
+                progress(k + 1, 4)
+        return block
+
+
+def test_progress_reports_blocks_and_iterations():
+    img = np.zeros((3, 4, 5), np.float32)
+    seen = []
+    _Scale().predict(img, axes="CYX", progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    seen.clear()
+    _Iterative().predict(img, axes="CYX", progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) == 12 and seen[-1] == (3000, 3000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
+    TaskProgressColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -24,7 +24,7 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
     if not enabled:
         yield lambda done, total: None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                   transient=False) as bar:
         task = bar.add_task(description, total=None)

@@ -49,6 +49,9 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
     summary: ClassVar[str] = ""
+    #: True when :meth:`predict_block` accepts ``progress=`` and reports progress within
+    #: one block (e.g. iterations of a deconvolution), so long single blocks show progress.
+    block_progress: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **kwargs: Any) -> None:
         if config is not None and kwargs:
@@ -98,23 +101,32 @@ class Method(ABC):
         sp = spatial_axes(axes)
         lead = [i for i, a in enumerate(axes) if a not in sp]
         if not lead:
-            out1 = self._predict_one(arr, sp)
-            if progress is not None:
-                progress(1, 1)
-            return out1
+            return self._predict_one(arr, sp, progress, 0, 1)
         # Move non-spatial axes first, loop over them, put them back.
         order = lead + [axes.index(a) for a in sp]
         moved = np.transpose(arr, order)
         out = np.empty(moved.shape, dtype=np.float32)
         blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
-        for done, idx in enumerate(blocks, start=1):
-            out[idx] = self._predict_one(np.ascontiguousarray(moved[idx]), sp)
-            if progress is not None:
-                progress(done, len(blocks))
+        for i, idx in enumerate(blocks):
+            out[idx] = self._predict_one(np.ascontiguousarray(moved[idx]), sp, progress, i,
+                                         len(blocks))
         return np.transpose(out, np.argsort(order))
 
-    def _predict_one(self, block: np.ndarray, sp: str) -> np.ndarray:
-        res = np.asarray(self.predict_block(block, sp), dtype=np.float32)
+    def _predict_one(self, block: np.ndarray, sp: str,
+                     progress: Callable[[int, int], None] | None, index: int,
+                     n_blocks: int) -> np.ndarray:
+        if progress is not None and self.block_progress:
+            scale = 1000
+
+            def within(done: int, total: int) -> None:
+                progress(index * scale + (scale * done) // max(total, 1), n_blocks * scale)
+
+            res = self.predict_block(block, sp, progress=within)  # type: ignore[call-arg]
+        else:
+            res = self.predict_block(block, sp)
+            if progress is not None:
+                progress(index + 1, n_blocks)
+        res = np.asarray(res, dtype=np.float32)
         if res.shape != block.shape:
             raise RuntimeError(f"{self.name}.predict_block changed shape {block.shape} -> "
                                f"{res.shape}")

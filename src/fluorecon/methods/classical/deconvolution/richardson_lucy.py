@@ -575,6 +575,7 @@ class RichardsonLucyTVConfig(RichardsonLucyConfig):
 
 class _RLBase(Method):
     kind: ClassVar[str] = "deconvolve"
+    block_progress: ClassVar[bool] = True
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
 
     def __init__(self, config: MethodConfig | None = None, *, psf: Any = None,
@@ -594,8 +595,12 @@ class _RLBase(Method):
         """
         return int(2 * (max(self.psf.shape) // 2))
 
-    def predict_block(self, block: np.ndarray, axes: str) -> np.ndarray:
-        """Deconvolve one ``"YX"``/``"ZYX"`` block; sets :attr:`last_result_`."""
+    def predict_block(self, block: np.ndarray, axes: str, *,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Deconvolve one ``"YX"``/``"ZYX"`` block; sets :attr:`last_result_`.
+
+        ``progress(done, total)`` is called after each iteration.
+        """
         if self.psf.ndim != block.ndim:
             check_psf(self.psf, block.ndim)  # raises the one-line DataError
         cfg = self.config
@@ -603,7 +608,7 @@ class _RLBase(Method):
             block, self.psf, iterations=cfg.iterations, tv_weight=cfg.tv_weight,
             acceleration=cfg.acceleration, background=cfg.background, stop=cfg.stop,
             tol=cfg.tol, boundary=cfg.boundary, fft_backend=cfg.fft_backend,
-            threads=cfg.threads)
+            threads=cfg.threads, progress=progress)
         self.last_result_ = res.info
         return res.image
 
