@@ -293,8 +293,14 @@ def methods(name: Annotated[str | None, typer.Argument(help="Show the parameters
     """List the available methods, or the parameters of one."""
     from fluorecon.methods import available, get_method
 
+    from fluorecon.methods.registry import is_lazy
+
     if name is None:
         for n in available():
+            if is_lazy(n):
+                typer.echo(f"{n:10s} {'learned':11s} trained network (needs the torch extra; "
+                           f"`fluorecon methods {n}` for details)")
+                continue
             cls = get_method(n)
             typer.echo(f"{n:10s} {cls.kind:11s} {cls.summary or (cls.__doc__ or '').strip().splitlines()[0]}")
         return

@@ -35,6 +35,7 @@ def _load_builtins() -> None:
     if not _LOADED_BUILTINS:
         _LOADED_BUILTINS = True
         importlib.import_module("fluorecon.methods.classical")
+        importlib.import_module("fluorecon.methods.learned_names")
 
 
 def get_method(name: str) -> type[Method]:
@@ -52,7 +53,13 @@ def get_method(name: str) -> type[Method]:
                                   "Check the spelling (fluorecon methods lists them)."))
     if isinstance(entry, str):
         module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            missing = exc.name or "a dependency"
+            raise ConfigError(message(f"method {name!r}, which needs {missing} (not installed)",
+                                      "the learned-methods extra",
+                                      "Install it with: pip install 'fluorecon[torch]'.")) from None
         _REGISTRY[name] = entry
     return entry
 
@@ -62,8 +69,18 @@ def create(name: str, /, **kwargs: Any) -> Method:
     return get_method(name)(**kwargs)
 
 
+def is_lazy(name: str) -> bool:
+    """True if ``name`` is registered but not imported yet (a learned method)."""
+    _load_builtins()
+    return isinstance(_REGISTRY.get(name), str)
+
+
 def available(kind: str | None = None) -> list[str]:
-    """Sorted names of registered methods, optionally only those of ``kind``."""
+    """Sorted names of registered methods, optionally only those of ``kind``.
+
+    Filtering by ``kind`` imports nothing: lazy (learned) entries are included only when
+    already imported.
+    """
     _load_builtins()
     names = []
     for name, entry in _REGISTRY.items():

@@ -1,0 +1,425 @@
+"""What every learned method shares: config fields, data preparation, normalisation,
+training via :func:`~fluorecon.methods.learned.training.train`, whole-block prediction,
+and model folders."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from fluorecon.core.axes import check_axes, spatial_axes, to_canonical
+from fluorecon.core.dtypes import as_float32, check_image_array
+from fluorecon.core.errors import AxesError, ConfigError, DataError, InputFileError, message
+from fluorecon.methods.base import Method, MethodConfig
+from fluorecon.methods.learned.model_io import ModelConfig, load_model, package_versions, save_model
+from fluorecon.methods.learned.training import (
+    Objective,
+    PatchSampler,
+    ProgressFn,
+    TrainingConfig,
+    TrainResult,
+    data_fingerprint,
+    read_history_csv,
+    train,
+)
+from fluorecon.methods.learned.unet import UNet, UNetConfig
+from fluorecon.normalize import DEFAULT_MAX_SAMPLES, NormParams, compute_norm_params
+from fluorecon.normalize.percentile import lattice_strides
+
+#: Environment variable overriding the number of CPU threads torch uses (default: all).
+THREADS_ENV = "FLUORECON_NUM_THREADS"
+
+
+class LearnedConfig(MethodConfig, TrainingConfig):
+    """Fields shared by every learned method: U-Net, training and normalisation."""
+
+    depth: int = Field(default=2, ge=1, le=5, description="U-Net depth (2x downsamplings).")
+    base_filters: int = Field(default=32, ge=1, le=512, description="U-Net filters at the "
+                                                                    "top level.")
+    kernel_size: int = Field(default=3, ge=1, le=9, description="Convolution size (odd).")
+    norm: Literal["none", "batch", "group"] = Field(default="none", description="Normalisation "
+                                                    "layers in the U-Net.")
+    probabilistic: bool = Field(default=False, description="Predict a per-pixel Laplace "
+                                                           "scale too (trained by its NLL).")
+    loss: Literal["mse", "mae", "laplace"] | None = Field(
+        default=None, description="Training loss; default laplace if probabilistic, "
+                                  "else mse.")
+    norm_low: float = Field(default=1.0, ge=0, le=100, description="Low percentile of the "
+                                                                   "normalisation.")
+    norm_high: float = Field(default=99.8, ge=0, le=100, description="High percentile of the "
+                                                                     "normalisation.")
+
+    @model_validator(mode="after")
+    def _check_learned(self) -> "LearnedConfig":
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.norm_low >= self.norm_high:
+            raise ValueError(f"norm_low {self.norm_low} must be below norm_high "
+                             f"{self.norm_high}")
+        if self.loss is not None and (self.loss == "laplace") != self.probabilistic:
+            raise ValueError("loss='laplace' goes with probabilistic=True and only with it")
+        sizes = (self.patch_size,) if isinstance(self.patch_size, int) else self.patch_size
+        div = 2 ** self.depth
+        if any(s % div for s in sizes):
+            raise ValueError(f"patch_size {self.patch_size} must be divisible by "
+                             f"2**depth = {div}")
+        return self
+
+    @property
+    def loss_name(self) -> str:
+        """The loss actually used."""
+        if self.loss is not None:
+            return self.loss
+        return "laplace" if self.probabilistic else "mse"
+
+    def training_config(self) -> TrainingConfig:
+        """The :class:`TrainingConfig` part of this config."""
+        return TrainingConfig(**{k: getattr(self, k) for k in TrainingConfig.model_fields})
+
+
+def configure_threads() -> int:
+    """Let torch use every CPU core (or ``$FLUORECON_NUM_THREADS``); return the count."""
+    env = os.environ.get(THREADS_ENV)
+    n = int(env) if env else (os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def split_images(images: Any, axes: str, *, name: str) -> tuple[list[np.ndarray], str]:
+    """Turn an array or a list of arrays with ``axes`` into ``(C, *spatial)`` float32 arrays.
+
+    ``S`` and ``T`` axes are split into separate images; ``C`` becomes the first axis
+    (added with size 1 when absent). Returns the list and the spatial axes.
+    """
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise DataError(message(f"an empty list of {name}", "at least one image",
+                                "Pass an array or a non-empty list."))
+    out: list[np.ndarray] = []
+    sp = ""
+    for k, img in enumerate(items):
+        check_image_array(img, name=f"{name}[{k}]")
+        up = check_axes(axes, ndim=len(img.shape))
+        canon, perm = to_canonical(up)
+        arr = np.transpose(as_float32(img), perm)
+        sp_k = spatial_axes(up)
+        if sp and sp_k != sp:
+            raise AxesError(message(f"{name} with spatial axes {sp_k!r} and {sp!r}",
+                                    "one spatial layout", "Pass images of one kind."))
+        sp = sp_k
+        lead = [a for a in canon if a in "ST"]
+        if "C" not in canon:
+            arr = np.expand_dims(arr, len(lead))
+        lead_shape = arr.shape[: len(lead)]
+        for idx in itertools.product(*(range(n) for n in lead_shape)):
+            out.append(np.ascontiguousarray(arr[idx]))
+    return out, sp
+
+
+def norm_over_images(images: Sequence[np.ndarray], *, low: float, high: float,
+                     block_axes: str) -> NormParams:
+    """Percentile normalisation of a list of ``(C, *spatial)`` images, pooled over images.
+
+    Each image contributes a regular-lattice subsample (at most
+    ``DEFAULT_MAX_SAMPLES / len(images)`` values per channel, as in
+    :func:`~fluorecon.normalize.compute_norm_params`); the percentiles are taken per channel
+    over the union. The result has ``axes=block_axes`` (``"CYX"``, ...) when there are
+    several channels, and no axes (one pooled pair) for one channel.
+    """
+    budget = max(1, DEFAULT_MAX_SAMPLES // len(images))
+    parts = []
+    for im in images:
+        strides = lattice_strides(tuple(im.shape), 0, budget)
+        parts.append(im[tuple(slice(None, None, s) for s in strides)].reshape(im.shape[0], -1))
+    values = np.concatenate(parts, axis=1)
+    if values.shape[0] == 1:
+        return compute_norm_params(values, low=low, high=high, max_samples=None)
+    params = compute_norm_params(values[:, None, :], low=low, high=high, axes="CYX",
+                                 max_samples=None)
+    return params.model_copy(update={"axes": block_axes})
+
+
+class LearnedMethod(Method):
+    """Base of learned methods: a U-Net trained by the shared engine.
+
+    After :meth:`fit` (or :meth:`load`) the method holds the network (:attr:`net`), the
+    :class:`~fluorecon.methods.learned.model_io.ModelConfig` (:attr:`model_config`) and the
+    training history; :meth:`predict` then normalises with the stored training-data
+    percentiles, applies the network to whole blocks and maps the result back to the
+    targets' units.
+    """
+
+    Config: ClassVar[type[LearnedConfig]] = LearnedConfig
+
+    def __init__(self, config: LearnedConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.config: LearnedConfig
+        self.net: UNet | None = None
+        self.model_config: ModelConfig | None = None
+        self.history: list[dict[str, float]] = []
+        self.train_result: TrainResult | None = None
+        self._device = torch.device("cpu")
+
+    # -- subclass hooks --------------------------------------------------------------
+    def _unet_config(self, ndim: int, in_channels: int, out_channels: int) -> UNetConfig:
+        c = self.config
+        return UNetConfig(ndim=ndim, in_channels=in_channels, out_channels=out_channels,
+                          depth=c.depth, base_filters=c.base_filters,
+                          kernel_size=c.kernel_size, norm=c.norm,
+                          groups=math.gcd(8, c.base_filters), probabilistic=c.probabilistic)
+
+    def _objective(self) -> Objective:
+        raise NotImplementedError
+
+    def _noise_model(self) -> dict[str, Any] | None:
+        return None
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        """Whether the method holds a trained network."""
+        return self.net is not None and self.model_config is not None
+
+    @property
+    def receptive_field(self) -> int | None:
+        """Half-width (pixels) an output depends on; None with group norm (unbounded)."""
+        if self.config.norm == "group":
+            return None
+        return self._unet_config(2, 1, 1).receptive_field
+
+    @property
+    def divisible_by(self) -> int:
+        """Spatial sizes the network needs (blocks are padded to it internally)."""
+        return 2 ** self.config.depth
+
+    def _require_trained(self) -> tuple[UNet, ModelConfig]:
+        if self.net is None or self.model_config is None:
+            raise ConfigError(message(f"an untrained {self.name!r} method",
+                                      "a trained model", "Call fit(...) or load a model "
+                                      "folder first."))
+        return self.net, self.model_config
+
+    # -- training --------------------------------------------------------------------
+    def _fit(self, xs: list[np.ndarray], ys: list[np.ndarray], sp: str, *, same: bool,
+             data_info: dict[str, Any], checkpoint_dir: str | os.PathLike[str] | None,
+             resume: bool, progress: ProgressFn | None, device: str | None) -> None:
+        if len(sp) not in self.spatial_dims:
+            raise AxesError(message(f"{len(sp)}D training data for {self.name!r}",
+                                    "2D or 3D data", "Check the axes."))
+        cin, cout = xs[0].shape[0], ys[0].shape[0]
+        if any(x.shape[0] != cin for x in xs) or any(y.shape[0] != cout for y in ys):
+            raise DataError(message("training images with different channel counts",
+                                    "one channel count for all inputs (and for all targets)",
+                                    "Pass consistent images."))
+        cfg = self.config
+        block_axes = "C" + sp if (cin > 1 or cout > 1) else sp
+        in_norm = norm_over_images(xs, low=cfg.norm_low, high=cfg.norm_high,
+                                   block_axes="C" + sp)
+        out_norm = in_norm if same else norm_over_images(ys, low=cfg.norm_low,
+                                                         high=cfg.norm_high,
+                                                         block_axes="C" + sp)
+        xn = [np.asarray(in_norm.normalize(x, axes="C" + sp if in_norm.n_channels > 1
+                                           else None), np.float32) for x in xs]
+        yn = xn if same else [np.asarray(out_norm.normalize(
+            y, axes="C" + sp if out_norm.n_channels > 1 else None), np.float32) for y in ys]
+        unet_cfg = self._unet_config(len(sp), cin, cout)
+        tcfg = cfg.training_config()
+        sampler = PatchSampler(xn, yn, tcfg.patch_shape(len(sp)),
+                               validation_fraction=tcfg.validation_fraction,
+                               foreground_weight=tcfg.foreground_weight)
+        fp = hashlib.blake2b(digest_size=16)
+        fp.update(self.name.encode())
+        fp.update(cfg.to_json().encode())
+        fp.update(unet_cfg.to_json().encode())
+        fp.update(data_fingerprint(xs + ([] if same else ys)).encode())
+        threads = configure_threads()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            net = UNet(unet_cfg)
+        result = train(net, sampler, self._objective(), tcfg, fingerprint=fp.hexdigest(),
+                       checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                       device=device)
+        net.eval()
+        self._device = next(net.parameters()).device
+        self.net = net
+        self.train_result = result
+        self.history = result.history
+        data = {**data_info, **result.data, "fingerprint": data_fingerprint(xs + ys)}
+        self.model_config = ModelConfig(
+            method=self.name, method_config=cfg.model_dump(mode="json"), unet=unet_cfg,
+            axes=block_axes, input_norm=in_norm, target_norm=out_norm,
+            noise_model=self._noise_model(), training_data=data,
+            versions=package_versions(), seed=cfg.seed,
+            provenance={"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                            timespec="seconds"),
+                        "steps_done": result.steps_done, "best_step": result.best_step,
+                        "best_val_loss": (None if math.isnan(result.best_val_loss)
+                                          else result.best_val_loss),
+                        "stopped_early": result.stopped_early,
+                        "final_weights": result.final_weights,
+                        "training_time_s": round(result.history[-1]["time_s"], 3)
+                        if result.history else 0.0,
+                        "device": str(self._device), "torch_threads": threads,
+                        "loss": self._objective().loss})
+
+    # -- prediction ------------------------------------------------------------------
+    def _block_axes_ok(self, axes: str, mc: ModelConfig) -> str:
+        up = check_axes(axes)
+        sp = spatial_axes(up)
+        if len(sp) != mc.unet.ndim or up not in (sp, "C" + sp):
+            raise AxesError(message(f"block axes {axes!r} for a {mc.unet.ndim}D model with "
+                                    f"axes {mc.axes!r}", f"axes {mc.axes!r}",
+                                    "Pass blocks in the model's layout (see model_config."
+                                    "axes)."))
+        if "C" in mc.axes and not up.startswith("C"):
+            raise AxesError(message(f"block axes {axes!r} without C for a multi-channel "
+                                    f"model", f"axes {mc.axes!r}", "Include the C axis."))
+        return up
+
+    def _forward(self, block: np.ndarray, axes: str) -> tuple[np.ndarray, np.ndarray | None]:
+        net, mc = self._require_trained()
+        up = self._block_axes_ok(axes, mc)
+        x = as_float32(block)
+        if not up.startswith("C"):
+            x = x[None]
+        cin = mc.unet.in_channels
+        if x.shape[0] != cin:
+            raise DataError(message(f"a block with {x.shape[0]} channels",
+                                    f"{cin} channels as in training", "Pass the channels "
+                                    "the model was trained on."))
+        csp = "C" + spatial_axes(up)
+        xn = np.asarray(mc.input_norm.normalize(
+            x, axes=csp if mc.input_norm.n_channels > 1 else None), np.float32)
+        div = mc.unet.divisible_by
+        pads = [(0, 0)] + [(0, (-n) % div) for n in x.shape[1:]]
+        if any(p[1] for p in pads):
+            xn = np.pad(xn, pads, mode="reflect" if all(
+                n > p[1] for n, p in zip(x.shape[1:], pads[1:])) else "symmetric")
+        configure_threads()
+        t = torch.from_numpy(np.ascontiguousarray(xn))[None].to(self._device)
+        if mc.unet.ndim == 2:
+            # NHWC is ~1.5x faster for 2D convolutions on CPU (oneDNN); 3D gains little.
+            net.to(memory_format=torch.channels_last)
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = net(t)[0].float().cpu().numpy()
+        crop = (slice(None),) + tuple(slice(0, n) for n in x.shape[1:])
+        out = out[crop]
+        cout = mc.unet.out_channels
+        tn = mc.target_norm
+        caxes = csp if tn.n_channels > 1 else None
+        mean = np.asarray(tn.denormalize(out[:cout], axes=caxes), np.float32)
+        scale = (np.asarray(tn.denormalize_scale(out[cout:], axes=caxes), np.float32)
+                 if mc.unet.probabilistic else None)
+        if not up.startswith("C"):
+            mean = mean[0]
+            scale = None if scale is None else scale[0]
+        return mean, scale
+
+    def predict_block(self, block: np.ndarray, axes: str) -> np.ndarray:
+        """Apply the trained network to one whole block.
+
+        Parameters
+        ----------
+        block : ndarray
+            ``"YX"``/``"ZYX"`` for single-channel models, ``"CYX"``/``"CZYX"`` (with the
+            training channel count) for multi-channel ones; intensities in the units of the
+            training inputs. Spatial sizes are padded (reflection) to a multiple of
+            :attr:`divisible_by` and the result cropped back.
+        axes : str
+
+        Returns
+        -------
+        ndarray, float32
+            The prediction (for probabilistic models: the Laplace location) in the units of
+            the training targets, with ``out_channels`` along ``C`` when ``C`` is present.
+        """
+        return self._forward(block, axes)[0]
+
+    def predict_laplace_block(self, block: np.ndarray, axes: str
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Location and scale (target units) of the predicted per-pixel Laplace distribution.
+
+        Only for ``probabilistic=True`` models. The scale ``b`` gives a per-pixel standard
+        deviation of ``sqrt(2) * b``.
+        """
+        mean, scale = self._forward(block, axes)
+        if scale is None:
+            raise ConfigError(message(f"a {self.name!r} model trained with "
+                                      "probabilistic=False", "a probabilistic model",
+                                      "Train with probabilistic=True."))
+        return mean, scale
+
+    def predict(self, image: Any, axes: str, *,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Apply the model to ``image`` (see :meth:`Method.predict`).
+
+        Single-channel models treat a ``C`` axis like ``S``/``T`` (each channel on its own).
+        Multi-channel models take the ``C`` axis jointly and return ``out_channels`` along
+        it; the other non-spatial axes are looped over.
+        """
+        _, mc = self._require_trained()
+        if "C" not in mc.axes:
+            return super().predict(image, axes, progress=progress)
+        axes = self.check_input(image, axes)
+        if "C" not in axes:
+            raise AxesError(message(f"axes {axes!r} for a model with {mc.unet.in_channels} "
+                                    "input channels", "a C axis", "Pass e.g. axes='CYX'."))
+        arr = as_float32(image)
+        sp = spatial_axes(axes)
+        lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
+        order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
+        moved = np.transpose(arr, order)
+        out_shape = list(moved.shape)
+        out_shape[len(lead)] = mc.unet.out_channels
+        out = np.empty(out_shape, np.float32)
+        blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
+        for done, idx in enumerate(blocks, start=1):
+            out[idx] = self.predict_block(np.ascontiguousarray(moved[idx]), "C" + sp)
+            if progress is not None:
+                progress(done, len(blocks))
+        return np.transpose(out, np.argsort(order))
+
+    # -- files -----------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model folder (see :mod:`~fluorecon.methods.learned.model_io`)."""
+        net, mc = self._require_trained()
+        return save_model(folder, mc, net.state_dict(), self.history, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, device: str | None = None
+             ) -> "LearnedMethod":
+        """Load a model folder written by :meth:`save` (weights checked, nothing unpickled)."""
+        mc, tensors = load_model(folder)
+        if mc.method != cls.name:
+            raise InputFileError(message(f"a {mc.method!r} model in {folder}",
+                                         f"a {cls.name!r} model", "Load it with "
+                                         "fluorecon.methods.learned.load_model_method()."))
+        try:
+            config = cls.Config.build(**mc.method_config)
+        except ConfigError as exc:
+            raise InputFileError(message(f"a method config in {folder} that does not "
+                                         f"validate ({exc})", f"a valid {cls.name} config",
+                                         "Restore config.json from the original "
+                                         "model.")) from None
+        inst = cls(config)
+        net = UNet(mc.unet)
+        net.load_state_dict(tensors)
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        inst.net = net.to(dev).eval()
+        inst._device = dev
+        inst.model_config = mc
+        hist = Path(folder) / "history.csv"
+        inst.history = read_history_csv(hist) if hist.is_file() else []
+        return inst

@@ -1,0 +1,16 @@
+"""Lazy registry entries of the learned methods (torch-free: importing this registers
+``"module:Class"`` strings; torch is imported only when a method is first used)."""
+
+from __future__ import annotations
+
+from fluorecon.methods.registry import register_lazy
+
+LEARNED_METHODS: dict[str, str] = {
+    "care": "fluorecon.methods.learned.care:CARE",
+    "n2n": "fluorecon.methods.learned.care:Noise2Noise",
+    "n2v": "fluorecon.methods.learned.n2v:Noise2Void",
+    "n2v2": "fluorecon.methods.learned.n2v:N2V2",
+}
+
+for _name, _target in LEARNED_METHODS.items():
+    register_lazy(_name, _target)
