@@ -105,10 +105,14 @@ class AutoDenoiseResult(DenoiseResult):
         Calibration of each candidate on the same masked crop (losses comparable).
     skipped : dict of str to str
         Candidates not run, with the reason (e.g. ``bm3d`` not installed).
+    z_scores : dict of str to float
+        Each candidate's loss excess over the lowest, in standard errors of the paired
+        per-pixel difference (see :func:`select_candidate`).
     """
 
     candidates: dict[str, CalibrationResult] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    z_scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def chosen(self) -> str:
@@ -211,12 +215,12 @@ def denoise_auto(image: np.ndarray, *, candidates: Sequence[str] = CANDIDATES,
     params = results[best].best_parameters
     out = np.asarray(spec.fn(z, **params, **spec.fixed), dtype=np.float32)
     summary = CalibrationResult(
-        method="auto", best_parameters={"method": best, **params,
-                                        "z_scores": {n: round(v, 2) for n, v in z_scores.items()}},
+        method="auto", best_parameters={"method": best, **params},
         best_loss=results[best].best_loss,
         parameters_tested=tuple({"method": n, **results[n].best_parameters} for n in names),
         losses=tuple(results[n].best_loss for n in names), region=region)
-    return AutoDenoiseResult(st.inverse(out), nm, summary, candidates=results, skipped=skipped)
+    return AutoDenoiseResult(st.inverse(out), nm, summary, candidates=results, skipped=skipped,
+                             z_scores=z_scores)
 
 
 class AutoConfig(DenoiseConfig):
