@@ -103,10 +103,11 @@ def _summary(method: Any) -> str:
     parts = []
     calib = getattr(method, "calibration_", None)
     if calib is not None:
-        parts.append(f"calibrated: {calib}")
+        parts.append("calibrated: " + (calib.summary() if hasattr(calib, "summary") else str(calib)))
     result = getattr(method, "last_result_", None)
     if result is not None:
-        parts.append(f"result: {result}")
+        parts.append(f"{result.iterations} iterations, stop: {result.stop_reason}, boundary: "
+                     f"{result.boundary}" if hasattr(result, "stop_reason") else str(result))
     return "; ".join(parts)
 
 

@@ -141,11 +141,13 @@ def _meta(pair: SimulatedPair, what: str) -> ImageMeta:
 def _describe(method: Method) -> str:
     calib = getattr(method, "calibration_", None)
     if calib is not None and hasattr(calib, "summary"):
-        return str(calib.summary())
-    if calib is not None:
-        return str(calib)
-    cfg = {k: v for k, v in method.config.model_dump().items() if k != "version"}
-    return ", ".join(f"{k}={v}" for k, v in cfg.items())
+        return "calibrated " + str(calib.summary())
+    info = getattr(method, "last_result_", None)
+    if info is not None and hasattr(info, "iterations"):
+        return f"{info.iterations} iterations, {info.boundary} boundary"
+    if info is not None and hasattr(info, "balance"):
+        return f"balance={info.balance:.3g}" + (" (GCV)" if getattr(info, "automatic", False) else "")
+    return ""
 
 
 def run_demo(out_dir: str | Path, *, overwrite: bool = False,

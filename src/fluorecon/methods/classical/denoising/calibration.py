@@ -62,6 +62,20 @@ class CalibrationResult:
     losses: tuple[float, ...]
     region: tuple[slice, ...] = field(default=())
 
+    def summary(self) -> str:
+        """Short text of the chosen parameters, e.g. ``"weight=0.82"`` or ``"bm3d(sigma=1)"``.
+
+        Examples
+        --------
+        >>> CalibrationResult("auto", {"method": "tv", "weight": 0.8169}, 1.0, (), ()).summary()
+        'tv(weight=0.817)'
+        """
+        params = dict(self.best_parameters)
+        chosen = params.pop("method", None)
+        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in params.items())
+        return f"{chosen}({text})" if chosen else text
+
 
 def _interpolate_neighbours(image: np.ndarray) -> np.ndarray:
     """Mean of the 2*ndim direct neighbours of every pixel (mirror boundaries)."""
