@@ -315,10 +315,8 @@ def methods(name: Annotated[str | None, typer.Argument(help="Show the parameters
 
 def _add_learned_commands() -> None:
     """Attach ``train`` and ``predict`` (their modules import torch only when run)."""
-    try:
-        from fluorecon.cli.learned import predict_command, train_app
-    except ImportError:  # pragma: no cover - the module is part of the package
-        return
+    from fluorecon.cli.learned import predict_command, train_app
+
     app.add_typer(train_app, name="train")
     app.command("predict")(handles_errors(predict_command))
 

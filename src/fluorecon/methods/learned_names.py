@@ -10,6 +10,8 @@ LEARNED_METHODS: dict[str, str] = {
     "n2n": "fluorecon.methods.learned.care:Noise2Noise",
     "n2v": "fluorecon.methods.learned.n2v:Noise2Void",
     "n2v2": "fluorecon.methods.learned.n2v:N2V2",
+    "n2s": "fluorecon.methods.learned.n2s:Noise2Self",
+    "dip": "fluorecon.methods.learned.dip:DeepImagePrior",
 }
 
 for _name, _target in LEARNED_METHODS.items():

@@ -1,4 +1,5 @@
-"""Learned restoration (PyTorch): CARE, Noise2Noise, Noise2Void, N2V2.
+"""Learned restoration (PyTorch): CARE, Noise2Noise, Noise2Void, N2V2, Noise2Self, Deep
+Image Prior.
 
 Importing this package imports torch; the registry reaches these methods lazily through
 :mod:`fluorecon.methods.learned_names`, so listing methods stays torch-free.
@@ -8,6 +9,9 @@ Importing this package imports torch; the registry reaches these methods lazily 
 - :mod:`~fluorecon.methods.learned.model_io`: model folders (JSON + safetensors).
 - :mod:`~fluorecon.methods.learned.care`: CARE and Noise2Noise.
 - :mod:`~fluorecon.methods.learned.n2v`: Noise2Void and N2V2.
+- :mod:`~fluorecon.methods.learned.n2s`: Noise2Self (grid masking).
+- :mod:`~fluorecon.methods.learned.dip`: Deep Image Prior with a held-out stopping rule
+  (fitted per image; no model folder).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 from fluorecon.core.errors import InputFileError, message
 from fluorecon.methods.learned._base import LearnedConfig, LearnedMethod
 from fluorecon.methods.learned.care import CARE, CAREConfig, N2NConfig, Noise2Noise
+from fluorecon.methods.learned.dip import DeepImagePrior, DIPConfig, DIPResult, deep_image_prior
 from fluorecon.methods.learned.model_io import (
     ModelConfig,
     load_model,
@@ -30,11 +35,12 @@ from fluorecon.methods.learned.n2v import (
     Noise2Void,
     blind_spot_mask,
 )
+from fluorecon.methods.learned.n2s import N2SConfig, Noise2Self, donut_interpolate, grid_mask
 from fluorecon.methods.learned.training import PatchSampler, TrainingConfig, TrainResult, train
 from fluorecon.methods.learned.unet import UNet, UNetConfig
 
 _BY_NAME: dict[str, type[LearnedMethod]] = {
-    cls.name: cls for cls in (CARE, Noise2Noise, Noise2Void, N2V2)}
+    cls.name: cls for cls in (CARE, Noise2Noise, Noise2Void, N2V2, Noise2Self)}
 
 
 def load_model_method(folder: str | os.PathLike[str], *, device: str | None = None
@@ -50,8 +56,10 @@ def load_model_method(folder: str | os.PathLike[str], *, device: str | None = No
 
 
 __all__ = [
-    "CARE", "CAREConfig", "LearnedConfig", "LearnedMethod", "ModelConfig", "N2NConfig",
-    "N2V2", "N2V2Config", "N2VConfig", "Noise2Noise", "Noise2Void", "PatchSampler",
-    "TrainResult", "TrainingConfig", "UNet", "UNetConfig", "blind_spot_mask",
-    "load_model", "load_model_method", "read_model_config", "save_model", "train",
+    "CARE", "CAREConfig", "DIPConfig", "DIPResult", "DeepImagePrior", "LearnedConfig",
+    "LearnedMethod", "ModelConfig", "N2NConfig", "N2SConfig", "N2V2", "N2V2Config",
+    "N2VConfig", "Noise2Noise", "Noise2Self", "Noise2Void", "PatchSampler", "TrainResult",
+    "TrainingConfig", "UNet", "UNetConfig", "blind_spot_mask", "deep_image_prior",
+    "donut_interpolate", "grid_mask", "load_model", "load_model_method",
+    "read_model_config", "save_model", "train",
 ]

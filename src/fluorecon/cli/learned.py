@@ -1,0 +1,575 @@
+"""``fluorecon train {care,n2n,n2v,n2s}`` and ``fluorecon predict``: learned models from the
+command line.
+
+Training reads images from files or folders, trains with a progress bar, checkpoints into
+``<MODEL_DIR>.checkpoint/`` (also on Ctrl-C, exit code 130; ``--resume`` continues exactly)
+and writes the model folder atomically at the end. Prediction loads a model folder and
+applies it tile by tile (exact crop-and-stitch, halo = the network's receptive field).
+
+This module imports no torch at import time: the learned methods are imported when a
+command runs, so ``fluorecon --help`` stays fast and works without the torch extra.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+
+from fluorecon import __version__
+from fluorecon.cli.params import parse_params
+from fluorecon.cli.progress import console, progress_bar, training_bar
+from fluorecon.core.axes import spatial_axes
+from fluorecon.core.errors import (
+    AxesError,
+    ConfigError,
+    DataError,
+    FluoreconError,
+    InputFileError,
+    OutputExistsError,
+    message,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Suffix of the checkpoint folder written next to the model folder during training.
+CHECKPOINT_SUFFIX = ".checkpoint"
+
+train_app = typer.Typer(
+    help="Train a restoration network (CARE, Noise2Noise, Noise2Void, Noise2Self) on image "
+         "files or folders and save it as a model folder (config.json + weights.safetensors).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _Interrupted(Exception):
+    """Training stopped by Ctrl-C; carries the checkpoint folder (or None)."""
+
+    def __init__(self, checkpoint: Path | None) -> None:
+        super().__init__(str(checkpoint))
+        self.checkpoint = checkpoint
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def cli_errors(func: F) -> F:
+    """One line on stderr and exit code 2 for fluorecon errors; 130 on Ctrl-C (naming the
+    checkpoint to resume from when training was interrupted)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FluoreconError as exc:
+            _say(f"error: {exc}")
+            raise typer.Exit(2) from None
+        except _Interrupted as exc:
+            if exc.checkpoint is not None:
+                _say(f"interrupted: checkpoint saved in {exc.checkpoint}, rerun with --resume")
+            else:
+                _say("interrupted: no checkpoint was written yet, nothing to resume")
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            _say("interrupted: no output was written")
+            raise typer.Exit(130) from None
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            _say(f"error: {exc.strerror or exc}: {exc.filename}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- inputs -----------------------------------------------------------------------------
+def expand_image_paths(paths: Sequence[Path], *, what: str) -> list[Path]:
+    """Files as given; folders (other than OME-Zarr) replaced by their readable images.
+
+    A folder contributes every entry whose suffix is a readable format (TIFF, OME-TIFF,
+    OME-Zarr folder, ``.npy``, PNG), sorted by name; hidden entries are skipped.
+
+    Raises
+    ------
+    InputFileError
+        A path does not exist, or a folder holds no image.
+    """
+    from fluorecon.io import READ_FORMATS, format_of
+
+    out: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise InputFileError(message(f"{what} path '{p}' which does not exist",
+                                         "an image file or a folder of images",
+                                         "Check the path."))
+        if p.is_dir() and format_of(p) != "ome-zarr":
+            found = sorted((c for c in p.iterdir() if not c.name.startswith(".")
+                            and format_of(c) in READ_FORMATS), key=lambda c: c.name)
+            if not found:
+                raise InputFileError(message(f"{what} folder '{p}' with no image in it",
+                                             "a folder holding .tif, .ome.tif, .zarr, .npy "
+                                             "or .png images", "Check the folder."))
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def read_images(paths: Sequence[Path], axes: str | None, *, what: str
+                ) -> tuple[list[np.ndarray], str]:
+    """Read every image (eagerly) and return them with their common axes."""
+    from fluorecon.io import read_image
+
+    arrays: list[np.ndarray] = []
+    common: str | None = None
+    for p in paths:
+        arr, meta = read_image(p, axes=axes)
+        if common is not None and meta.axes != common:
+            raise AxesError(message(f"{what} '{p.name}' with axes {meta.axes!r} after images "
+                                    f"with axes {common!r}", f"one axes layout for all {what}s",
+                                    "Pass --axes, or convert the images to one layout."))
+        common = meta.axes
+        arrays.append(arr)
+    assert common is not None
+    return arrays, common
+
+
+def parse_patch_size(text: str | None) -> int | tuple[int, ...] | None:
+    """``"64"`` -> 64; ``"16x64x64"`` -> (16, 64, 64); None stays None."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if not 1 <= len(dims) <= 3 or min(dims, default=0) < 1:
+        raise ConfigError(message(f"--patch-size {text!r}", "one size or 2-3 sizes joined by "
+                                  "x, like 64 or 16x64x64", "Fix --patch-size."))
+    return dims[0] if len(dims) == 1 else dims
+
+
+def _learned_class(name: str) -> Any:
+    from fluorecon.methods import get_method
+
+    return get_method(name)  # one-line ConfigError when torch is missing
+
+
+def checkpoint_dir_for(out: Path) -> Path:
+    """The checkpoint folder used while training the model folder ``out``."""
+    return out.with_name(out.name + CHECKPOINT_SUFFIX)
+
+
+def _prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
+    from fluorecon.io.atomic import remove_path
+
+    ckpt = checkpoint_dir_for(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(message(f"an existing path {out}", "a new model folder",
+                                        "Pass --overwrite to replace it, or choose another "
+                                        "--out."))
+    has_ckpt = (ckpt / "checkpoint.json").is_file()
+    if resume and not has_ckpt:
+        raise InputFileError(message(f"--resume with no checkpoint in {ckpt}",
+                                     "the checkpoint of an interrupted run",
+                                     "Drop --resume to start training, or pass the --out of "
+                                     "the interrupted run."))
+    if not resume and ckpt.exists():
+        if not overwrite:
+            raise OutputExistsError(message(f"a checkpoint of an interrupted run in {ckpt}",
+                                            "--resume to continue it, or --overwrite to start "
+                                            "afresh", "Rerun with --resume (same data and "
+                                            "options) or --overwrite."))
+        remove_path(ckpt)
+    return ckpt
+
+
+def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Path] | None, *,
+                 out: Path, axes: str | None, fields: dict[str, Any], resume: bool,
+                 overwrite: bool, quiet: bool, device: str | None) -> Path:
+    """Read the data, train ``method_name`` with a progress bar, write the model folder.
+
+    Raises ``_Interrupted`` on Ctrl-C (after the engine saved its checkpoint).
+    """
+    cls = _learned_class(method_name)
+    method = cls(**{k: v for k, v in fields.items() if v is not None})
+    in_paths = expand_image_paths(inputs, what="input")
+    xs, in_axes = read_images(in_paths, axes, what="input")
+    ys: list[np.ndarray] | None = None
+    tg_paths: list[Path] = []
+    if targets is not None:
+        tg_paths = expand_image_paths(targets, what="target")
+        if len(tg_paths) != len(in_paths):
+            raise DataError(message(f"{len(in_paths)} input images and {len(tg_paths)} target "
+                                    "images", "one target per input (matched by sorted name)",
+                                    "Pass as many targets as inputs."))
+        ys, tg_axes = read_images(tg_paths, axes, what="target")
+        if spatial_axes(tg_axes) != spatial_axes(in_axes):
+            raise AxesError(message(f"targets with axes {tg_axes!r} and inputs with "
+                                    f"{in_axes!r}", "the same spatial axes",
+                                    "Pass --axes or matching images."))
+        for xp, yp, x, y in zip(in_paths, tg_paths, xs, ys):
+            sx = tuple(x.shape[in_axes.index(a)] for a in spatial_axes(in_axes))
+            sy = tuple(y.shape[tg_axes.index(a)] for a in spatial_axes(tg_axes))
+            if sx != sy:
+                raise DataError(message(f"input '{xp.name}' of shape {x.shape} paired with "
+                                        f"target '{yp.name}' of shape {y.shape}",
+                                        "registered pairs of equal spatial shape",
+                                        "Check that sorted inputs and targets match."))
+    ckpt = _prepare_output(out, resume=resume, overwrite=overwrite)
+    label = f"train {method_name}"
+    try:
+        with training_bar(label, enabled=not quiet) as cb:
+            if ys is not None:
+                method.fit(xs, ys, in_axes, target_axes=tg_axes, checkpoint_dir=ckpt,
+                           resume=resume, progress=cb, device=device)
+            else:
+                method.fit(xs, in_axes, checkpoint_dir=ckpt, resume=resume, progress=cb,
+                           device=device)
+    except KeyboardInterrupt:
+        raise _Interrupted(ckpt if (ckpt / "checkpoint.json").is_file() else None) from None
+    files = {"inputs": [str(p) for p in in_paths]}
+    if tg_paths:
+        files["targets"] = [str(p) for p in tg_paths]
+    mc = method.model_config
+    method.model_config = mc.model_copy(update={
+        "training_data": {**mc.training_data, "files": files},
+        "provenance": {**mc.provenance, "command": f"fluorecon train {method_name}",
+                       "fluorecon": __version__}})
+    path = method.save(out, overwrite=overwrite)
+    from fluorecon.io.atomic import remove_path
+
+    remove_path(ckpt)
+    if not quiet:
+        res = method.train_result
+        best = ("" if res is None or math.isnan(res.best_val_loss)
+                else f", best validation loss {res.best_val_loss:.4g} at step {res.best_step}")
+        steps = "" if res is None else f"{res.steps_done} steps"
+        _say(f"wrote model {path} ({steps}{best})")
+    return path
+
+
+# --- shared options ---------------------------------------------------------------------
+InputsArg = Annotated[list[Path], typer.Argument(
+    help="Training images: files, or folders (every .tif/.ome.tif/.zarr/.npy/.png inside, "
+         "sorted by name).", show_default=False)]
+TargetsOpt = Annotated[list[Path], typer.Option(
+    "--target", "-t", help="Target images (file or folder, repeatable), matched to the "
+                           "inputs by sorted order; spatial shapes must agree.",
+    show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write "
+                                      "(config.json, weights.safetensors, history.csv/png).")]
+AxesOpt = Annotated[str | None, typer.Option(
+    "--axes", help="Axes of every image, one letter of STCZYX per dimension (S/T: separate "
+                   "images, C: channels). Default: from the files; plain 2D/3D are YX/ZYX.")]
+PatchOpt = Annotated[str | None, typer.Option(
+    "--patch-size", help="Patch size in pixels: one number or ZxYxX, divisible by 2**depth "
+                         "(default 64).")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Optimiser steps "
+                                              "(default 2000).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Patches per step "
+                                              "(default 16).")]
+ValOpt = Annotated[float | None, typer.Option(
+    "--validation-fraction", min=0.0, max=0.99, help="Fraction of every image (at the end "
+                                                     "of its longest axis) held out for "
+                                                     "validation (default 0.1).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Seed of weights, patches "
+                                             "and masks (default 0).")]
+DepthOpt = Annotated[int | None, typer.Option("--depth", min=1, max=5, help="U-Net depth "
+                                              "(2x downsamplings, default 2).")]
+FiltersOpt = Annotated[int | None, typer.Option("--filters", min=1, help="U-Net filters at "
+                                                "the top level (default 32).")]
+ProbOpt = Annotated[bool, typer.Option("--probabilistic", help="Also predict a per-pixel "
+                                       "Laplace scale (uncertainty); trained by its "
+                                       "likelihood.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from "
+                                         "<out>.checkpoint (same data and options).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing model "
+                                            "folder (and discard an old checkpoint).")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", help="Further config field KEY=VALUE, repeatable (e.g. learning_rate=1e-3;"
+                          " see `fluorecon methods NAME`).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="torch device: cpu, cuda, "
+                                               "cuda:1, ... (default: CUDA if available).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def _fields(patch_size: str | None, steps: int | None, batch_size: int | None,
+            validation_fraction: float | None, seed: int | None, depth: int | None,
+            filters: int | None, probabilistic: bool, param: list[str] | None
+            ) -> dict[str, Any]:
+    fields = parse_params(param)
+    named = {"patch_size": parse_patch_size(patch_size), "steps": steps,
+             "batch_size": batch_size, "validation_fraction": validation_fraction,
+             "seed": seed, "depth": depth, "base_filters": filters,
+             "probabilistic": probabilistic or None}
+    for k, v in named.items():
+        if v is not None:
+            if k in fields:
+                raise ConfigError(message(f"{k} given both as an option and as --param",
+                                          "one value", f"Drop --param {k}=..."))
+            fields[k] = v
+    return fields
+
+
+@train_app.command("care")
+@cli_errors
+def train_care(inputs: InputsArg, target: TargetsOpt, out: OutOpt, axes: AxesOpt = None,
+               patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
+               validation_fraction: ValOpt = None, seed: SeedOpt = None,
+               depth: DepthOpt = None, filters: FiltersOpt = None,
+               probabilistic: ProbOpt = False, param: ParamOpt = None,
+               resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+               device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
+    """CARE: supervised restoration from registered (low, high quality) image pairs."""
+    run_training("care", inputs, target, out=out, axes=axes, resume=resume,
+                 overwrite=overwrite, quiet=quiet, device=device,
+                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
+                                depth, filters, probabilistic, param))
+
+
+@train_app.command("n2n")
+@cli_errors
+def train_n2n(inputs: InputsArg, target: TargetsOpt, out: OutOpt, axes: AxesOpt = None,
+              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
+              validation_fraction: ValOpt = None, seed: SeedOpt = None,
+              depth: DepthOpt = None, filters: FiltersOpt = None,
+              probabilistic: ProbOpt = False, param: ParamOpt = None,
+              resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+              device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
+    """Noise2Noise: pairs of independent noisy images of the same sample."""
+    run_training("n2n", inputs, target, out=out, axes=axes, resume=resume,
+                 overwrite=overwrite, quiet=quiet, device=device,
+                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
+                                depth, filters, probabilistic, param))
+
+
+@train_app.command("n2v")
+@cli_errors
+def train_n2v(inputs: InputsArg, out: OutOpt, axes: AxesOpt = None,
+              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
+              validation_fraction: ValOpt = None, seed: SeedOpt = None,
+              depth: DepthOpt = None, filters: FiltersOpt = None,
+              probabilistic: ProbOpt = False,
+              n2v2: Annotated[bool, typer.Option("--n2v2", help="N2V2 variant (blur pooling, "
+                                                 "no top skip, median replacement): no "
+                                                 "checkerboard artefacts.")] = False,
+              param: ParamOpt = None, resume: ResumeOpt = False,
+              overwrite: OverwriteOpt = False, device: DeviceOpt = None,
+              quiet: QuietOpt = False) -> None:
+    """Noise2Void: self-supervised blind-spot training on the noisy images alone."""
+    run_training("n2v2" if n2v2 else "n2v", inputs, None, out=out, axes=axes, resume=resume,
+                 overwrite=overwrite, quiet=quiet, device=device,
+                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
+                                depth, filters, probabilistic, param))
+
+
+@train_app.command("n2s")
+@cli_errors
+def train_n2s(inputs: InputsArg, out: OutOpt, axes: AxesOpt = None,
+              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
+              validation_fraction: ValOpt = None, seed: SeedOpt = None,
+              depth: DepthOpt = None, filters: FiltersOpt = None,
+              probabilistic: ProbOpt = False, param: ParamOpt = None,
+              resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+              device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
+    """Noise2Self: self-supervised J-invariant training with grid masking."""
+    run_training("n2s", inputs, None, out=out, axes=axes, resume=resume,
+                 overwrite=overwrite, quiet=quiet, device=device,
+                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
+                                depth, filters, probabilistic, param))
+
+
+# --- prediction -------------------------------------------------------------------------
+def parse_tile(text: str, ndim: int) -> int | tuple[int, ...] | str:
+    """``auto`` / ``none`` as given; ``"256"`` -> 256; ``"16x256x256"`` -> a tuple."""
+    low = text.strip().lower()
+    if low in ("auto", "none"):
+        return low
+    try:
+        dims = tuple(int(p) for p in low.replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) not in (1, ndim) or min(dims, default=0) < 1:
+        raise ConfigError(message(f"--tile {text!r}", f"auto, none, one size or {ndim} sizes "
+                                  "joined by x", "E.g. --tile auto or --tile 256."))
+    return dims[0] if len(dims) == 1 else dims
+
+
+def _scale_path(output: Path) -> Path:
+    """``out.ome.tif`` -> ``out_scale.ome.tif`` (the longest known suffix is kept)."""
+    from fluorecon.io.validate import FORMAT_SUFFIXES
+
+    name = output.name
+    suffix = max((s for ss in FORMAT_SUFFIXES.values() for s in ss
+                  if name.lower().endswith(s)), key=len, default=output.suffix)
+    return output.with_name(name[: len(name) - len(suffix)] + "_scale" + suffix)
+
+
+def _dihedral_average(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                      axes: str) -> np.ndarray:
+    """Average ``fn`` over the 8 YX flips/rotations of a whole image (any axes)."""
+    from fluorecon.predict import TRANSFORMS
+
+    iy, ix = axes.index("Y"), axes.index("X")
+    acc: np.ndarray | None = None
+    for k, flip in TRANSFORMS:
+        x = np.rot90(image, k, axes=(iy, ix))
+        if flip:
+            x = np.flip(x, ix)
+        y = np.asarray(fn(np.ascontiguousarray(x)), np.float64)
+        if flip:
+            y = np.flip(y, ix)
+        y = np.rot90(y, -k, axes=(iy, ix))
+        acc = y if acc is None else acc + y
+    assert acc is not None
+    return (acc / len(TRANSFORMS)).astype(np.float32)
+
+
+def _predict_multichannel(method: Any, image: np.ndarray, axes: str, *, scale: bool,
+                          tta: bool) -> np.ndarray:
+    """Whole-block prediction of a multi-channel model (C jointly, other axes looped)."""
+    import itertools
+
+    sp = spatial_axes(axes)
+    lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
+    order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
+    moved = np.transpose(np.asarray(image, np.float32), order)
+    block_axes = "C" + sp
+    cout = method.model_config.unet.out_channels
+
+    def one(block: np.ndarray) -> np.ndarray:
+        if scale:
+            return method.predict_laplace_block(block, block_axes)[1]
+        return method.predict_block(block, block_axes)
+
+    if tta and cout != moved.shape[len(lead)]:
+        raise ConfigError(message(f"--tta with a model mapping {moved.shape[len(lead)]} to "
+                                  f"{cout} channels", "as many output as input channels for "
+                                  "test-time augmentation", "Drop --tta."))
+    shape = list(moved.shape)
+    shape[len(lead)] = cout
+    out = np.empty(shape, np.float32)
+    for idx in itertools.product(*(range(n) for n in moved.shape[: len(lead)])):
+        block = np.ascontiguousarray(moved[idx])
+        out[idx] = _dihedral_average(one, block, block_axes) if tta else one(block)
+    return np.transpose(out, np.argsort(order))
+
+
+@cli_errors
+def predict_command(
+    input: Annotated[Path, typer.Argument(help="Image to restore (TIFF, OME-TIFF, OME-Zarr, "
+                                          ".npy, PNG).", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by "
+                                        "`fluorecon train` (config.json + "
+                                        "weights.safetensors).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output image path; the "
+                                         "format follows the suffix. Probabilistic models "
+                                         "also write <stem>_scale<suffix>.",
+                                         show_default=False)],
+    axes: Annotated[str | None, typer.Option(
+        "--axes", help="Axes of the input, one letter of STCZYX per dimension (S/T/C are "
+                       "looped over; multi-channel models take C jointly). Default: from "
+                       "the file; plain 2D/3D are YX/ZYX.")] = None,
+    tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 1 GiB memory "
+                                      "budget; none: whole images; or a tile size (256, "
+                                      "16x256x256). Tiles overlap by the receptive field and "
+                                      "are cropped, so the result equals whole-image "
+                                      "prediction.")] = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips/rotations of "
+                                      "the YX plane (8x slower, less noise).")] = False,
+    device: DeviceOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output "
+                                            "files (never the input).")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restore an image with a trained model folder (tiled, exact crop-and-stitch)."""
+    from fluorecon.io import read_image, write_image
+    from fluorecon.predict import predict_tiled, with_tta
+
+    try:
+        from fluorecon.methods.learned import load_model_method
+    except ImportError as exc:
+        raise ConfigError(message(f"a learned model, which needs {exc.name or 'torch'} "
+                                  "(not installed)", "the learned-methods extra",
+                                  "Install it with: pip install 'fluorecon[torch]'.")) from None
+    method = load_model_method(model, device=device)
+    mc = method.model_config
+    multichannel = "C" in mc.axes
+    image, meta = read_image(input, axes=axes, lazy=not multichannel)
+    sp = spatial_axes(meta.axes)
+    if len(sp) != mc.unet.ndim:
+        raise AxesError(message(f"a {len(sp)}D image (axes {meta.axes!r}) for a "
+                                f"{mc.unet.ndim}D model", f"{mc.unet.ndim}D images "
+                                f"(model axes {mc.axes!r})", "Pass --axes, or use a model "
+                                "trained on data like this."))
+    mode = parse_tile(tile, len(sp))
+    outputs: dict[str, np.ndarray] = {}
+    kinds = ["mean"] + (["scale"] if mc.unet.probabilistic else [])
+    if multichannel:
+        if "C" not in meta.axes:
+            raise AxesError(message(f"axes {meta.axes!r} for a model with "
+                                    f"{mc.unet.in_channels} input channels", "a C axis",
+                                    "Pass --axes with C, e.g. --axes CYX."))
+        if mode not in ("auto", "none"):
+            raise ConfigError(message(f"--tile {tile} with a multi-channel model",
+                                      "--tile auto or none (multi-channel models run on "
+                                      "whole images)", "Use --tile none."))
+        with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
+            for i, kind in enumerate(kinds):
+                outputs[kind] = _predict_multichannel(method, image, meta.axes,
+                                                      scale=kind == "scale", tta=tta)
+                cb(i + 1, len(kinds))
+        out_meta = meta.model_copy(update={"channel_names": None}) \
+            if mc.unet.out_channels != image.shape[meta.axes.index("C")] else meta
+    else:
+        halo = method.receptive_field
+        if halo is None:
+            mode = "none"  # group norm: outputs depend on the whole block
+            halo = 0
+        sp_shape = tuple(int(image.shape[meta.axes.index(a)]) for a in sp)
+        tile_shape = None if mode == "auto" else (sp_shape if mode == "none" else mode)
+
+        def block_fn(kind: str) -> Callable[[np.ndarray], np.ndarray]:
+            def fn(batch: np.ndarray) -> np.ndarray:
+                if kind == "scale":
+                    return np.stack([method.predict_laplace_block(b, sp)[1] for b in batch])
+                return np.stack([method.predict_block(b, sp) for b in batch])
+
+            return with_tta(fn, ndim_spatial=len(sp)) if tta else fn
+
+        with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
+            for i, kind in enumerate(kinds):
+                def prog(done: int, total: int, i: int = i) -> None:
+                    cb(i * total + done, len(kinds) * total)
+
+                outputs[kind] = predict_tiled(block_fn(kind), image, meta.axes,
+                                              tile_shape=tile_shape, halo=halo,
+                                              divisible_by=method.divisible_by,
+                                              progress=prog)
+        out_meta = meta
+    prov = {"fluorecon": __version__, "command": "predict", "model": str(model),
+            "method": mc.method, "input": str(input), "tile": tile, "tta": tta}
+    written = []
+    scale_path = _scale_path(output)
+    if "scale" in outputs and not overwrite and scale_path.exists():
+        raise OutputExistsError(message(f"an existing scale output {scale_path}",
+                                        "a new path", "Pass --overwrite or choose another "
+                                        "--output."))
+    written.append(write_image(output, outputs["mean"], out_meta.model_copy(
+        update={"extra": {**prov, "quantity": "prediction"}}), overwrite=overwrite,
+        inputs=[input, model]))
+    if "scale" in outputs:
+        written.append(write_image(scale_path, outputs["scale"], out_meta.model_copy(
+            update={"extra": {**prov, "quantity": "Laplace scale b (std = sqrt(2) b), "
+                                                  "target units"}}),
+            overwrite=overwrite, inputs=[input, model, output]))
+    if not quiet:
+        for path in written:
+            _say(f"wrote {path}")
