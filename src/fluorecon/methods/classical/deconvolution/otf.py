@@ -179,7 +179,9 @@ def resolve_boundary(boundary: str, image: np.ndarray, psf_shape: tuple[int, ...
 
     ``"auto"`` chooses the periodic grid (no padding: the FFT runs on the image shape, about
     2x faster for a large 3D PSF) only when wrap-around cannot matter, that is when the
-    image is dark along every border band of half the PSF's width:
+    image is dark along a thin band at every border (``max(2, m // 8)`` pixels for a PSF
+    ``m`` pixels wide, at most a sixteenth of the image): light that reaches the image edge
+    is what a periodic model would wrap to the opposite side.
 
     - band mean - dark level <= ``AUTO_BAND_MEAN`` x (bright level - dark level), and
     - band maximum (3-pixel box filtered) - dark level <= ``AUTO_BAND_HIGH`` x (bright - dark),
@@ -204,7 +206,7 @@ def resolve_boundary(boundary: str, image: np.ndarray, psf_shape: tuple[int, ...
     count = 0
     high = -np.inf
     for axis, m in enumerate(psf_shape):
-        w = max(1, min(m // 2, y.shape[axis] // 4))
+        w = max(1, min(max(2, m // 8), y.shape[axis] // 16))
         for part in (slice(0, w), slice(y.shape[axis] - w, None)):
             index = [slice(None)] * y.ndim
             index[axis] = part
