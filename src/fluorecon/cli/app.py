@@ -111,6 +111,13 @@ def _summary(method: Any) -> str:
     return "; ".join(parts)
 
 
+def _wrote(path: Path, method: Any, quiet: bool) -> None:
+    if not quiet:
+        info = _summary(method)
+        console.print(f"wrote {path}" + (f" ({info})" if info else ""), markup=False,
+                      highlight=False, soft_wrap=True)
+
+
 # --- commands -----------------------------------------------------------------------
 @app.command()
 @handles_errors
@@ -135,10 +142,7 @@ def denoise(
         result = den.predict(image, meta.axes, progress=cb)
     out_meta = meta.model_copy(update={"extra": _provenance("denoise", den, {"input": input})})
     path = write_image(output, result, out_meta, overwrite=overwrite, inputs=[input])
-    if not quiet:
-        info = _summary(den)
-        console.print(f"wrote {path}" + (f" ({info})" if info else ""), markup=False,
-                      highlight=False, soft_wrap=True)
+    _wrote(path, den, quiet)
 
 
 @app.command()
@@ -179,10 +183,7 @@ def deconvolve(
     out_meta = meta.model_copy(update={"extra": _provenance("deconvolve", dec,
                                                            {"input": input, "psf": psf})})
     path = write_image(output, result, out_meta, overwrite=overwrite, inputs=[input, psf])
-    if not quiet:
-        info = _summary(dec)
-        console.print(f"wrote {path}" + (f" ({info})" if info else ""), markup=False,
-                      highlight=False, soft_wrap=True)
+    _wrote(path, dec, quiet)
 
 
 @app.command()

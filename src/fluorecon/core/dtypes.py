@@ -21,7 +21,11 @@ SUPPORTED_DTYPES: tuple[str, ...] = (
 
 def check_dtype(dtype: Any) -> np.dtype:
     """Return ``np.dtype(dtype)`` if fluorecon supports it, else raise :class:`DataError`."""
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise DataError(message(f"dtype {dtype!r}", f"one of {', '.join(SUPPORTED_DTYPES)}",
+                                "Convert the image to uint16 or float32 first.")) from None
     if dt.name not in SUPPORTED_DTYPES:
         raise DataError(
             message(f"dtype {dt.name}", f"one of {', '.join(SUPPORTED_DTYPES)}",
@@ -43,10 +47,11 @@ def check_image_array(array: Any, *, name: str = "image", finite: bool = True) -
         With a one-line message naming the problem.
     """
     shape = getattr(array, "shape", None)
-    if shape is None:
+    dtype = getattr(array, "dtype", None)
+    if shape is None or dtype is None:
         raise DataError(message(f"{name} of type {type(array).__name__}", "an array",
                                 "Pass a NumPy, dask or zarr array."))
-    check_dtype(array.dtype)
+    check_dtype(dtype)
     if len(shape) < 2:
         raise DataError(message(f"{name} with shape {tuple(shape)}", "at least 2 dimensions (YX)",
                                 "Pass a 2D or 3D image."))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fluorecon.core.dtypes import SUPPORTED_DTYPES, check_dtype, check_finite
+from fluorecon.core.dtypes import check_image_array
 from fluorecon.core.errors import (
     DataError,
     FluoreconError,
@@ -160,25 +160,7 @@ def check_array(array: Any, *, name: str = "image", finite: bool = True) -> None
         Unsupported dtype (complex, object, strings, ...), fewer than 2 dimensions, an
         empty axis, or NaN/infinite values.
     """
-    shape = getattr(array, "shape", None)
-    dtype = getattr(array, "dtype", None)
-    if shape is None or dtype is None:
-        raise DataError(message(f"{name} of type {type(array).__name__}", "an array",
-                                "Pass a NumPy, dask or zarr array."))
-    try:
-        check_dtype(dtype)
-    except (TypeError, DataError):
-        raise DataError(message(f"{name} with dtype {np.dtype(dtype).name}",
-                                f"one of {', '.join(SUPPORTED_DTYPES)}",
-                                "Convert the image to uint16 or float32 first.")) from None
-    if len(shape) < 2:
-        raise DataError(message(f"{name} with shape {tuple(shape)}", "at least 2 dimensions (YX)",
-                                "Pass a 2D or 3D image."))
-    if any(int(s) == 0 for s in shape):
-        raise DataError(message(f"{name} with shape {tuple(shape)} (an empty axis)",
-                                "a non-empty array", "Check the file holds image data."))
-    if finite:
-        check_finite(array, name=name)
+    check_image_array(array, name=name, finite=finite)
 
 
 def native(array: np.ndarray) -> np.ndarray:
