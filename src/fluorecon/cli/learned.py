@@ -13,6 +13,7 @@ command runs, so ``fluorecon --help`` stays fast and works without the torch ext
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -318,72 +319,80 @@ def _fields(patch_size: str | None, steps: int | None, batch_size: int | None,
     return fields
 
 
-@train_app.command("care")
-@cli_errors
-def train_care(inputs: InputsArg, target: TargetsOpt, out: OutOpt, axes: AxesOpt = None,
-               patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
-               validation_fraction: ValOpt = None, seed: SeedOpt = None,
-               depth: DepthOpt = None, filters: FiltersOpt = None,
-               probabilistic: ProbOpt = False, param: ParamOpt = None,
-               resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-               device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
-    """CARE: supervised restoration from registered (low, high quality) image pairs."""
-    run_training("care", inputs, target, out=out, axes=axes, resume=resume,
-                 overwrite=overwrite, quiet=quiet, device=device,
-                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
-                                depth, filters, probabilistic, param))
+def _train_parameters(*, paired: bool, extra: Sequence[inspect.Parameter] = ()
+                      ) -> list[inspect.Parameter]:
+    """The parameters of a ``fluorecon train`` command, in help order: inputs (and
+    ``--target`` when ``paired``), the shared options, ``extra`` method options, then
+    ``--param`` and the run options."""
+
+    def opt(name: str, annotation: Any, default: Any = inspect.Parameter.empty
+            ) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=default, annotation=annotation)
+
+    head = [opt("inputs", InputsArg), *([opt("target", TargetsOpt)] if paired else []),
+            opt("out", OutOpt), opt("axes", AxesOpt, None), opt("patch_size", PatchOpt, None),
+            opt("steps", StepsOpt, None), opt("batch_size", BatchOpt, None),
+            opt("validation_fraction", ValOpt, None), opt("seed", SeedOpt, None),
+            opt("depth", DepthOpt, None), opt("filters", FiltersOpt, None),
+            opt("probabilistic", ProbOpt, False)]
+    tail = [opt("param", ParamOpt, None), opt("resume", ResumeOpt, False),
+            opt("overwrite", OverwriteOpt, False), opt("device", DeviceOpt, None),
+            opt("quiet", QuietOpt, False)]
+    return [*head, *extra, *tail]
 
 
-@train_app.command("n2n")
-@cli_errors
-def train_n2n(inputs: InputsArg, target: TargetsOpt, out: OutOpt, axes: AxesOpt = None,
-              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
-              validation_fraction: ValOpt = None, seed: SeedOpt = None,
-              depth: DepthOpt = None, filters: FiltersOpt = None,
-              probabilistic: ProbOpt = False, param: ParamOpt = None,
-              resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-              device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
-    """Noise2Noise: pairs of independent noisy images of the same sample."""
-    run_training("n2n", inputs, target, out=out, axes=axes, resume=resume,
-                 overwrite=overwrite, quiet=quiet, device=device,
-                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
-                                depth, filters, probabilistic, param))
+def _train_command(command: str, doc: str, *, paired: bool,
+                   extra: Sequence[inspect.Parameter] = (),
+                   method_name: Callable[[dict[str, Any]], str] | None = None
+                   ) -> Callable[..., None]:
+    """Register ``fluorecon train COMMAND`` and return it (as ``train_<command>``).
+
+    The command takes the parameters of :func:`_train_parameters` (its signature is what
+    typer reads) and calls :func:`run_training` with the method ``method_name(arguments)``
+    (default ``command``), the targets when ``paired``, and the config fields of the
+    shared options and ``--param``.
+    """
+    params = _train_parameters(paired=paired, extra=extra)
+    signature = inspect.Signature(params, return_annotation=None)
+
+    def train_command(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        run_training(method_name(a) if method_name else command, a["inputs"],
+                     a["target"] if paired else None, out=a["out"], axes=a["axes"],
+                     resume=a["resume"], overwrite=a["overwrite"], quiet=a["quiet"],
+                     device=a["device"],
+                     fields=_fields(a["patch_size"], a["steps"], a["batch_size"],
+                                    a["validation_fraction"], a["seed"], a["depth"],
+                                    a["filters"], a["probabilistic"], a["param"]))
+
+    train_command.__name__ = train_command.__qualname__ = f"train_{command}"
+    train_command.__doc__ = doc
+    train_command.__annotations__ = {**{p.name: p.annotation for p in params},
+                                     "return": None}
+    train_command.__signature__ = signature  # type: ignore[attr-defined]
+    return train_app.command(command)(cli_errors(train_command))
 
 
-@train_app.command("n2v")
-@cli_errors
-def train_n2v(inputs: InputsArg, out: OutOpt, axes: AxesOpt = None,
-              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
-              validation_fraction: ValOpt = None, seed: SeedOpt = None,
-              depth: DepthOpt = None, filters: FiltersOpt = None,
-              probabilistic: ProbOpt = False,
-              n2v2: Annotated[bool, typer.Option("--n2v2", help="N2V2 variant (blur pooling, "
-                                                 "no top skip, median replacement): no "
-                                                 "checkerboard artefacts.")] = False,
-              param: ParamOpt = None, resume: ResumeOpt = False,
-              overwrite: OverwriteOpt = False, device: DeviceOpt = None,
-              quiet: QuietOpt = False) -> None:
-    """Noise2Void: self-supervised blind-spot training on the noisy images alone."""
-    run_training("n2v2" if n2v2 else "n2v", inputs, None, out=out, axes=axes, resume=resume,
-                 overwrite=overwrite, quiet=quiet, device=device,
-                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
-                                depth, filters, probabilistic, param))
-
-
-@train_app.command("n2s")
-@cli_errors
-def train_n2s(inputs: InputsArg, out: OutOpt, axes: AxesOpt = None,
-              patch_size: PatchOpt = None, steps: StepsOpt = None, batch_size: BatchOpt = None,
-              validation_fraction: ValOpt = None, seed: SeedOpt = None,
-              depth: DepthOpt = None, filters: FiltersOpt = None,
-              probabilistic: ProbOpt = False, param: ParamOpt = None,
-              resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-              device: DeviceOpt = None, quiet: QuietOpt = False) -> None:
-    """Noise2Self: self-supervised J-invariant training with grid masking."""
-    run_training("n2s", inputs, None, out=out, axes=axes, resume=resume,
-                 overwrite=overwrite, quiet=quiet, device=device,
-                 fields=_fields(patch_size, steps, batch_size, validation_fraction, seed,
-                                depth, filters, probabilistic, param))
+train_care = _train_command(
+    "care", "CARE: supervised restoration from registered (low, high quality) image pairs.",
+    paired=True)
+train_n2n = _train_command(
+    "n2n", "Noise2Noise: pairs of independent noisy images of the same sample.", paired=True)
+train_n2v = _train_command(
+    "n2v", "Noise2Void: self-supervised blind-spot training on the noisy images alone.",
+    paired=False,
+    extra=[inspect.Parameter(
+        "n2v2", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False,
+        annotation=Annotated[bool, typer.Option("--n2v2", help="N2V2 variant (blur pooling, "
+                                                "no top skip, median replacement): no "
+                                                "checkerboard artefacts.")])],
+    method_name=lambda a: "n2v2" if a["n2v2"] else "n2v")
+train_n2s = _train_command(
+    "n2s", "Noise2Self: self-supervised J-invariant training with grid masking.",
+    paired=False)
 
 
 # --- prediction -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ from fluorecon.normalize.percentile import lattice_strides
 
 #: Environment variable overriding the number of CPU threads torch uses (default: all).
 THREADS_ENV = "FLUORECON_NUM_THREADS"
+
+_SelfSupervised = TypeVar("_SelfSupervised", bound="SelfSupervisedMethod")
 
 
 class LearnedConfig(MethodConfig, TrainingConfig):
@@ -174,10 +176,16 @@ class LearnedMethod(Method):
     # -- subclass hooks --------------------------------------------------------------
     def _unet_config(self, ndim: int, in_channels: int, out_channels: int) -> UNetConfig:
         c = self.config
-        return UNetConfig(ndim=ndim, in_channels=in_channels, out_channels=out_channels,
+        base = UNetConfig(ndim=ndim, in_channels=in_channels, out_channels=out_channels,
                           depth=c.depth, base_filters=c.base_filters,
                           kernel_size=c.kernel_size, norm=c.norm,
                           groups=math.gcd(8, c.base_filters), probabilistic=c.probabilistic)
+        overrides = self._unet_overrides(in_channels, out_channels)
+        return base.model_copy(update=overrides) if overrides else base
+
+    def _unet_overrides(self, in_channels: int, out_channels: int) -> dict[str, Any]:
+        """Method-specific :class:`UNetConfig` fields (``residual``, ``n2v2``, ...)."""
+        return {}
 
     def _objective(self) -> Objective:
         raise NotImplementedError
@@ -423,3 +431,48 @@ class LearnedMethod(Method):
         hist = Path(folder) / "history.csv"
         inst.history = read_history_csv(hist) if hist.is_file() else []
         return inst
+
+
+class SelfSupervisedMethod(LearnedMethod):
+    """Base of learned denoisers trained on the noisy images alone (Noise2Void, N2V2,
+    Noise2Self).
+
+    A subclass supplies its masking :meth:`_objective` and describes the masking for the
+    model folder in :meth:`_masking_info`. The network has no residual connection: it would
+    hand the network the value (or replacement) of the masked pixel it must predict.
+    """
+
+    def _unet_overrides(self, in_channels: int, out_channels: int) -> dict[str, Any]:
+        return {"residual": False}
+
+    def _masking_info(self) -> dict[str, Any]:
+        """The masking settings recorded in the model's ``training_data["masking"]``."""
+        raise NotImplementedError
+
+    def fit(self: _SelfSupervised, images: Any, axes: str, *,
+            checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+            progress: ProgressFn | None = None, device: str | None = None
+            ) -> _SelfSupervised:
+        """Train on noisy images alone (the images to denoise can be the training data).
+
+        Parameters
+        ----------
+        images : array_like or list of array_like
+            Noisy images; ``S``/``T`` axes hold separate images, ``C`` channels (predicted
+            jointly; masked as the method's objective says).
+        axes : str
+            Axes of every image.
+        checkpoint_dir, resume, progress, device
+            As in :meth:`CARE.fit <fluorecon.methods.learned.care.CARE.fit>`.
+
+        Returns
+        -------
+        SelfSupervisedMethod
+            ``self``, trained.
+        """
+        xs, sp = split_images(images, axes, name="images")
+        info = {"images_axes": check_axes(axes), "images": len(xs),
+                "masking": self._masking_info()}
+        self._fit(xs, xs, sp, same=True, data_info=info, checkpoint_dir=checkpoint_dir,
+                  resume=resume, progress=progress, device=device)
+        return self

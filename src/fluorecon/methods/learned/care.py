@@ -20,7 +20,6 @@ from fluorecon.core.axes import check_axes
 from fluorecon.core.errors import DataError, message
 from fluorecon.methods.learned._base import LearnedConfig, LearnedMethod, split_images
 from fluorecon.methods.learned.training import Objective, ProgressFn, SupervisedObjective
-from fluorecon.methods.learned.unet import UNetConfig
 
 
 class CAREConfig(LearnedConfig):
@@ -64,10 +63,8 @@ class CARE(LearnedMethod):
     summary: ClassVar[str] = "CARE: supervised U-Net restoration from image pairs."
     config: CAREConfig
 
-    def _unet_config(self, ndim: int, in_channels: int, out_channels: int) -> UNetConfig:
-        base = super()._unet_config(ndim, in_channels, out_channels)
-        return base.model_copy(update={
-            "residual": bool(self.config.residual and in_channels == out_channels)})
+    def _unet_overrides(self, in_channels: int, out_channels: int) -> dict[str, Any]:
+        return {"residual": bool(self.config.residual and in_channels == out_channels)}
 
     def _objective(self) -> Objective:
         return SupervisedObjective(loss=self.config.loss_name)

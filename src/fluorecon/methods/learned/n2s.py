@@ -10,7 +10,6 @@ References
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,9 +19,8 @@ from pydantic import Field, model_validator
 from fluorecon.core.axes import check_axes, spatial_axes
 from fluorecon.core.dtypes import as_float32
 from fluorecon.core.errors import DataError, message
-from fluorecon.methods.learned._base import LearnedConfig, LearnedMethod, split_images
-from fluorecon.methods.learned.training import Objective, ProgressFn
-from fluorecon.methods.learned.unet import UNetConfig
+from fluorecon.methods.learned._base import LearnedConfig, SelfSupervisedMethod
+from fluorecon.methods.learned.training import Objective
 
 
 def donut_weights(ndim: int) -> np.ndarray:
@@ -123,7 +121,7 @@ class N2SConfig(LearnedConfig):
         return self
 
 
-class Noise2Self(LearnedMethod):
+class Noise2Self(SelfSupervisedMethod):
     """Noise2Self: a U-Net trained to be J-invariant by grid masking [1]_.
 
     Notes
@@ -159,10 +157,6 @@ class Noise2Self(LearnedMethod):
     summary: ClassVar[str] = "Noise2Self: self-supervised U-Net denoising by grid masking."
     config: N2SConfig
 
-    def _unet_config(self, ndim: int, in_channels: int, out_channels: int) -> UNetConfig:
-        base = super()._unet_config(ndim, in_channels, out_channels)
-        return base.model_copy(update={"residual": False})
-
     def _objective(self) -> Objective:
         return GridMaskObjective(loss=self.config.loss_name, spacing=self.config.grid_spacing)
 
@@ -175,32 +169,8 @@ class Noise2Self(LearnedMethod):
             return None
         return rf + (1 if self.config.j_invariant_prediction else 0)
 
-    def fit(self, images: Any, axes: str, *,
-            checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
-            progress: ProgressFn | None = None, device: str | None = None) -> "Noise2Self":
-        """Train on noisy images alone (the images to denoise can be the training data).
-
-        Parameters
-        ----------
-        images : array_like or list of array_like
-            Noisy images; ``S``/``T`` axes hold separate images, ``C`` channels.
-        axes : str
-            Axes of every image.
-        checkpoint_dir, resume, progress, device
-            As in :meth:`CARE.fit <fluorecon.methods.learned.care.CARE.fit>`.
-
-        Returns
-        -------
-        Noise2Self
-            ``self``, trained.
-        """
-        xs, sp = split_images(images, axes, name="images")
-        info = {"images_axes": check_axes(axes), "images": len(xs),
-                "masking": {"grid_spacing": self.config.grid_spacing,
-                            "replacement": "donut"}}
-        self._fit(xs, xs, sp, same=True, data_info=info, checkpoint_dir=checkpoint_dir,
-                  resume=resume, progress=progress, device=device)
-        return self
+    def _masking_info(self) -> dict[str, Any]:
+        return {"grid_spacing": self.config.grid_spacing, "replacement": "donut"}
 
     def predict_block(self, block: np.ndarray, axes: str) -> np.ndarray:
         """Denoise one block (see :meth:`LearnedMethod.predict_block`); with

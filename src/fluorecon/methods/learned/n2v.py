@@ -11,17 +11,14 @@ References
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from fluorecon.core.axes import check_axes
-from fluorecon.methods.learned._base import LearnedConfig, LearnedMethod, split_images
-from fluorecon.methods.learned.training import Objective, ProgressFn
-from fluorecon.methods.learned.unet import UNetConfig
+from fluorecon.methods.learned._base import LearnedConfig, SelfSupervisedMethod
+from fluorecon.methods.learned.training import Objective
 
 
 def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: float,
@@ -141,7 +138,7 @@ class N2VConfig(LearnedConfig):
         return "median" if self.n2v2 else "uniform"
 
 
-class Noise2Void(LearnedMethod):
+class Noise2Void(SelfSupervisedMethod):
     """Noise2Void: a U-Net trained to predict masked pixels from their surroundings.
 
     Notes
@@ -149,8 +146,9 @@ class Noise2Void(LearnedMethod):
     For noise that is independent between pixels and zero-mean given the signal, the
     expected loss at a pixel whose own value the network cannot see is minimised by the
     clean signal [1]_. Training therefore masks a small stratified set of pixels in every
-    patch (``masked_pixel_percentage``), replaces them by a random neighbour (N2V) or the
-    neighbourhood median without the centre (N2V2 [2]_), and scores the output only there.
+    patch (``masked_pixel_percentage``; each channel independently), replaces them by a
+    random neighbour (N2V) or the neighbourhood median without the centre (N2V2 [2]_), and
+    scores the output only there.
     No residual connection is used (it would hand the network the masked pixel's
     replacement). Prediction applies the network to the unmasked image; the output is in
     the input's units (one normalisation, computed on the training images). Noise that is
@@ -164,9 +162,8 @@ class Noise2Void(LearnedMethod):
     summary: ClassVar[str] = "Noise2Void: self-supervised blind-spot U-Net denoising."
     config: N2VConfig
 
-    def _unet_config(self, ndim: int, in_channels: int, out_channels: int) -> UNetConfig:
-        base = super()._unet_config(ndim, in_channels, out_channels)
-        return base.model_copy(update={"residual": False, "n2v2": self.config.n2v2})
+    def _unet_overrides(self, in_channels: int, out_channels: int) -> dict[str, Any]:
+        return {**super()._unet_overrides(in_channels, out_channels), "n2v2": self.config.n2v2}
 
     def _objective(self) -> Objective:
         c = self.config
@@ -174,34 +171,10 @@ class Noise2Void(LearnedMethod):
                                   radius=c.neighbourhood_radius,
                                   replacement=c.replacement_name)
 
-    def fit(self, images: Any, axes: str, *,
-            checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,
-            progress: ProgressFn | None = None, device: str | None = None) -> "Noise2Void":
-        """Train on noisy images alone (the images to denoise can be the training data).
-
-        Parameters
-        ----------
-        images : array_like or list of array_like
-            Noisy images; ``S``/``T`` axes hold separate images, ``C`` channels (masked
-            independently, predicted jointly).
-        axes : str
-            Axes of every image.
-        checkpoint_dir, resume, progress, device
-            As in :meth:`CARE.fit <fluorecon.methods.learned.care.CARE.fit>`.
-
-        Returns
-        -------
-        Noise2Void
-            ``self``, trained.
-        """
-        xs, sp = split_images(images, axes, name="images")
-        info = {"images_axes": check_axes(axes), "images": len(xs),
-                "masking": {"percentage": self.config.masked_pixel_percentage,
-                            "radius": self.config.neighbourhood_radius,
-                            "replacement": self.config.replacement_name}}
-        self._fit(xs, xs, sp, same=True, data_info=info, checkpoint_dir=checkpoint_dir,
-                  resume=resume, progress=progress, device=device)
-        return self
+    def _masking_info(self) -> dict[str, Any]:
+        c = self.config
+        return {"percentage": c.masked_pixel_percentage, "radius": c.neighbourhood_radius,
+                "replacement": c.replacement_name}
 
 
 class N2V2Config(N2VConfig):
