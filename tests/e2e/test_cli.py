@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +133,13 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     assert "Traceback" not in res.stderr and res.stderr.startswith("error:")
 
 
+def _table_rows(page: str, index: int) -> list[list[str]]:
+    """Cell texts of the body rows of the ``index``-th table of an HTML report."""
+    body = re.findall(r"<tbody>(.*?)</tbody>", page, flags=re.S)[index]
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>",
+                                                                      body, flags=re.S)]
+
+
 def test_demo_writes_report(tmp_path):
     out = tmp_path / "demo"
     result = run("demo", "--out", out, "-q")
@@ -142,5 +151,17 @@ def test_demo_writes_report(tmp_path):
     for name in pngs:
         assert f"src='{name}'" in page
     assert page.count("<table>") == 3 and "ground truth" in page
+    # the denoising table holds the learned rows when torch is installed, else a note
+    rows = _table_rows(page, 0)
+    psnr = {r[0]: float(r[1]) for r in rows}
+    if importlib.util.find_spec("torch") is None:
+        assert "n2v" not in psnr and "care" not in psnr
+        assert "torch is not installed" in page
+    else:
+        assert {"n2v", "care"} <= set(psnr), sorted(psnr)
+        for name in ("n2v", "care"):
+            assert psnr[name] > psnr["input"] + 2.0, (name, psnr)
+        assert (out / "data" / "denoise2d_n2v.ome.tif").exists()
+        assert "trained on 2 simulated pairs" in page and "short demo budget" in page
     # a second run refuses to overwrite, then succeeds with --overwrite
     assert_one_line_error(run("demo", "--out", out, "-q"), "--overwrite")

@@ -268,7 +268,7 @@ def demo(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Simulate 2D and 3D data, run the classical methods, evaluate them, write report.html."""
+    """Simulate 2D and 3D data, run classical (and, with torch, small learned) methods, evaluate, write report.html."""
     from fluorecon.report.demo import run_demo
 
     with progress_bar("demo", enabled=not quiet) as cb:
