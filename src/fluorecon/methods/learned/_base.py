@@ -4,6 +4,8 @@ and model folders."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import datetime
 import hashlib
 import itertools
@@ -187,8 +189,9 @@ class LearnedMethod(Method):
         """Method-specific :class:`UNetConfig` fields (``residual``, ``n2v2``, ...)."""
         return {}
 
+    @abstractmethod
     def _objective(self) -> Objective:
-        raise NotImplementedError
+        """The training objective (loss and masking) of this method."""
 
     def _noise_model(self) -> dict[str, Any] | None:
         return None
@@ -445,9 +448,9 @@ class SelfSupervisedMethod(LearnedMethod):
     def _unet_overrides(self, in_channels: int, out_channels: int) -> dict[str, Any]:
         return {"residual": False}
 
+    @abstractmethod
     def _masking_info(self) -> dict[str, Any]:
         """The masking settings recorded in the model's ``training_data["masking"]``."""
-        raise NotImplementedError
 
     def fit(self: _SelfSupervised, images: Any, axes: str, *,
             checkpoint_dir: str | os.PathLike[str] | None = None, resume: bool = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from typing import Any, ClassVar
 
 import numpy as np
@@ -99,5 +101,6 @@ class SelfCalibratedDenoiser(Method):
                                            res.calibration))
         return res.image
 
-    def _run(self, block: np.ndarray) -> DenoiseResult:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _run(self, block: np.ndarray) -> DenoiseResult:
+        """Denoise one block with this method's pipeline."""
