@@ -39,25 +39,19 @@ def length_to_um(value: float, unit: str | None) -> float | None:
     >>> length_to_um(130.0, "nm")
     0.13
     """
-    if unit is None:
-        return None
-    factor = _LENGTH_TO_UM.get(unit.strip()) or _LENGTH_TO_UM.get(unit.strip().lower())
-    if factor is None:
-        return None
-    try:
-        out = float(value) * factor
-    except (TypeError, ValueError):
-        return None
-    if not (out > 0 and out < float("inf")):
-        return None
-    return out
+    return _convert(value, unit, _LENGTH_TO_UM)
 
 
 def time_to_s(value: float, unit: str | None) -> float | None:
     """Return ``value`` in ``unit`` as seconds, or ``None`` if unknown or not positive."""
+    return _convert(value, unit, _TIME_TO_S)
+
+
+def _convert(value: float, unit: str | None, table: dict[str, float]) -> float | None:
+    """``value`` times the factor of ``unit`` in ``table``; None if unknown, invalid or <= 0."""
     if unit is None:
         return None
-    factor = _TIME_TO_S.get(unit.strip()) or _TIME_TO_S.get(unit.strip().lower())
+    factor = table.get(unit.strip()) or table.get(unit.strip().lower())
     if factor is None:
         return None
     try:
