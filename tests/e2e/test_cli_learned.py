@@ -6,6 +6,7 @@ with the weights of an uninterrupted run."""
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,71 @@ def test_train_care_probabilistic_writes_scale(data, tmp_path):
     mean, _ = read_image(out)
     assert scale.shape == mean.shape == (64, 64) and (scale > 0).all()
     assert "wrote" in result.stderr
+
+
+def test_finished_model_extends_with_resume_and_more_steps(n2v_model, data, tmp_path):
+    """The model folder keeps its training state; `--resume --steps 75` continues it to the
+    same weights as 75 steps straight, and the model stays intact until the end."""
+    root, _ = data
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    assert (n2v_model / "training_state" / "checkpoint.json").is_file()
+    args75 = [a if a != "50" else "75" for a in N2V_ARGS]
+    model = tmp_path / "model"
+    shutil.copytree(n2v_model, model)
+    result = run("train", "n2v", root / "noisy", "--out", model, "--resume", *args75)
+    assert result.exit_code == 0, result.output
+    straight = tmp_path / "straight"
+    assert run("train", "n2v", root / "noisy", "--out", straight, *args75).exit_code == 0
+    a, b = load_file(str(model / "weights.safetensors")), load_file(
+        str(straight / "weights.safetensors"))
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k])
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["provenance"]["steps_done"] == 75
+    assert not (tmp_path / "model.checkpoint").exists()
+    # fewer steps than done, or other options: refused in one line, model untouched
+    assert_one_line_error(run("train", "n2v", root / "noisy", "--out", model, "--resume",
+                              *N2V_ARGS), "steps")
+    assert_one_line_error(run("train", "n2v", root / "noisy", "--out", model, "--resume",
+                              *[a if a != "3" else "4" for a in args75]), "other settings")
+    for k in b:
+        np.testing.assert_array_equal(load_file(str(model / "weights.safetensors"))[k], b[k])
+
+
+def test_multichannel_model_predicts_tiled_batched_and_in_bf16(data, tmp_path):
+    """A 2 -> 1 channel CARE model through the CLI: tiled + batched equals whole-image,
+    TTA is refused (channel counts differ), bf16 stays close to fp32."""
+    root, pairs = data
+    rng = np.random.default_rng(0)
+    meta = ImageMeta(axes="CYX")
+    for i, p in enumerate(pairs[:2]):
+        two = np.stack([p.input, p.input + rng.normal(0, 1, p.input.shape)]).astype(np.float32)
+        write_image(tmp_path / "in" / f"im{i}.tif", two, meta)
+    test = np.stack([pairs[2].input, pairs[2].input[::-1]]).astype(np.float32)
+    write_image(tmp_path / "test.ome.tif", test, meta)
+    model = tmp_path / "care2"
+    # axes from the files: inputs CYX (2 channels), targets YX (1 channel)
+    result = run("train", "care", tmp_path / "in", "--target", root / "clean", "-o", model,
+                 "--steps", "4", "--patch-size", "32", "--batch-size", "2",
+                 "--depth", "2", "--filters", "4", "-p", "validation_interval=4",
+                 "-p", "validation_patches=2", "-q")
+    assert result.exit_code == 0, result.output
+    assert_one_line_error(run("predict", "-m", model, tmp_path / "test.ome.tif", "-o",
+                              tmp_path / "t.tif", "--tta"), "--tta")
+    outs = {}
+    for name, extra in {"whole": ["--tile", "none"],
+                        "tiled": ["--tile", "24", "--batch-size", "3"],
+                        "bf16": ["--precision", "bf16"]}.items():
+        outs[name] = tmp_path / f"{name}.ome.tif"
+        result = run("predict", "-m", model, tmp_path / "test.ome.tif", "-o", outs[name],
+                     "-q", *extra)
+        assert result.exit_code == 0, result.output
+    whole, tiled, bf16 = (read_image(outs[k])[0] for k in ("whole", "tiled", "bf16"))
+    assert whole.squeeze().shape == (64, 64)  # one output channel
+    np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-3)
+    assert 0 < np.abs(bf16 - whole).max() < 0.02 * np.abs(whole).max()  # bf16 rounding
+    assert_one_line_error(run("predict", "-m", model, tmp_path / "test.ome.tif", "-o",
+                              tmp_path / "x.tif", "--precision", "fp8"), "precision")

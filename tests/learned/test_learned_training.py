@@ -228,3 +228,29 @@ def test_history_csv_and_plot(tmp_path):
     assert back[0] == rows[0] and math.isnan(back[1]["val_loss"])
     plot_history(tmp_path / "h.png", rows, title="t")
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "constant"])
+def test_finished_run_extends_to_more_steps_exactly(tmp_path, schedule):
+    """8 steps, then resumed to 12, equals 12 steps straight (validation every 4 steps)."""
+    xs, ys = _data()
+    cfg12 = _cfg(lr_schedule=schedule, lr_patience=1, keep_best=False)
+    cfg8 = cfg12.model_copy(update={"steps": 8})
+    ref = _net()
+    ref_res = train(ref, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg12,
+                    device="cpu")
+    ck = tmp_path / "ck"
+    first = _net()
+    res8 = train(first, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg8,
+                 checkpoint_dir=ck, device="cpu", fingerprint="f")
+    assert res8.steps_done == 8
+    extended = _net(seed=5)
+    res = train(extended, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg12,
+                checkpoint_dir=ck, resume=True, device="cpu", fingerprint="f")
+    assert res.steps_done == 12
+    want = _weights(ref)
+    assert all(torch.equal(want[k], v) for k, v in _weights(extended).items())
+    assert [r["step"] for r in res.history] == [r["step"] for r in ref_res.history]
+    with pytest.raises(ConfigError, match="steps >= 12"):
+        train(_net(), PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg8,
+              checkpoint_dir=ck, resume=True, device="cpu", fingerprint="f")

@@ -29,12 +29,14 @@ def _measured_half_width(cfg: UNetConfig, trials: int = 2) -> int:
     return reach
 
 
-@pytest.mark.parametrize("ndim,depth,kernel,n2v2", [
-    (2, 1, 3, False), (2, 2, 3, False), (2, 2, 3, True), (2, 1, 5, True), (2, 3, 3, False),
-    (3, 1, 3, False), (3, 1, 3, True),
+@pytest.mark.parametrize("ndim,depth,kernel,n2v2,taper", [
+    (2, 1, 3, False, False), (2, 2, 3, False, False), (2, 2, 3, True, False),
+    (2, 1, 5, True, False), (2, 3, 3, False, False), (2, 2, 3, False, True),
+    (3, 1, 3, False, False), (3, 1, 3, True, True),
 ])
-def test_receptive_field_formula_matches_impulse_response(ndim, depth, kernel, n2v2):
-    cfg = UNetConfig(ndim=ndim, depth=depth, base_filters=4, kernel_size=kernel, n2v2=n2v2)
+def test_receptive_field_formula_matches_impulse_response(ndim, depth, kernel, n2v2, taper):
+    cfg = UNetConfig(ndim=ndim, depth=depth, base_filters=4, kernel_size=kernel, n2v2=n2v2,
+                     taper=taper)
     assert _measured_half_width(cfg) == cfg.receptive_field
     assert cfg.divisible_by == 2 ** depth
 
@@ -93,3 +95,15 @@ def test_n2v2_has_no_top_level_skip_and_blurs():
 def test_invalid_configs_are_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         UNetConfig.build(**kwargs)
+
+
+def test_taper_is_the_csbdeep_careamics_layout():
+    # depth 2, 32 filters, batch norm: CAREamics' default N2V U-Net has 333,185 parameters.
+    full = UNet(UNetConfig(depth=2, base_filters=32, norm="batch"))
+    tapered = UNet(UNetConfig(depth=2, base_filters=32, norm="batch", taper=True))
+    assert sum(p.numel() for p in tapered.parameters()) == 333_185
+    assert sum(p.numel() for p in full.parameters()) > 1.3 * 333_185
+    # the bottleneck ends with the filters of the level above; the top level keeps its own
+    assert tapered.bottleneck.layers[-3].out_channels == 64
+    assert tapered.decoders[-1].layers[-3].out_channels == 32
+    assert tapered(torch.zeros(1, 1, 16, 16)).shape == (1, 1, 16, 16)

@@ -422,3 +422,40 @@ def test_untrained_unet_tiled_equals_whole_image(nd, shape, depth, tile, rng):
         torch.set_num_threads(threads)
     np.testing.assert_allclose(tiled, ref, rtol=1e-6, atol=1e-6)
     assert np.abs(short - ref).max() > 2e-5   # too little halo shows (20x the tolerance)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("axes_kind", ["C_first", "T_and_C"])
+def test_joint_channels_map_c_in_to_c_out(nd, axes_kind, rng):
+    """A channel-mixing local function: tiles see all channels and may change their count."""
+    h = 2
+    sp = SHAPES[nd]
+    axes = ("TC" if axes_kind == "T_and_C" else "C") + "ZYX"[3 - nd:]
+    shape = ((2,) if axes_kind == "T_and_C" else ()) + (3,) + sp
+    img = rng.random(shape).astype(np.float32)
+    mix = np.array([[1.0, -2.0, 0.5], [0.25, 0.0, 3.0]], np.float32)  # 3 -> 2 channels
+    k = _kernel(nd, h)
+
+    def fn(batch: np.ndarray) -> np.ndarray:  # (B, 3, *sp) -> (B, 2, *sp)
+        assert batch.shape[1] == 3
+        mixed = np.einsum("oc,bc...->bo...", mix, batch)
+        return np.stack([np.stack([ndimage.convolve(c, k, mode="mirror") for c in b])
+                         for b in mixed]).astype(np.float32)
+
+    whole = (fn(img[None])[0] if axes_kind == "C_first"
+             else np.stack([fn(t[None])[0] for t in img]))
+    tiled = predict_tiled(fn, img, axes, tile_shape=TILES[nd], halo=h, batch_size=3,
+                          joint_channels=True, out_channels=2)
+    assert tiled.shape == whole.shape
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_joint_channels_errors(rng):
+    img = rng.random((2, 16, 16)).astype(np.float32)
+    with pytest.raises(ConfigError, match="C axis"):
+        predict_tiled(lambda b: b, img[0], "YX", halo=0, joint_channels=True)
+    with pytest.raises(ConfigError, match="joint_channels"):
+        predict_tiled(lambda b: b, img, "CYX", halo=0, out_channels=3)
+    with pytest.raises(RuntimeError, match="must return"):
+        predict_tiled(lambda b: b, img, "CYX", halo=0, tile_shape=8, joint_channels=True,
+                      out_channels=1)

@@ -72,25 +72,54 @@ def read_tile(image: Any, index: tuple[int | slice, ...], tile: Tile, pad_mode: 
     return np.ascontiguousarray(tile.read_input(arr, pad_mode))
 
 
+def read_joint_tile(image: Any, index: tuple[int | slice, ...], tile: Tile, pad_mode: str,
+                    channel_pos: int) -> np.ndarray:
+    """Read one tile of all channels: ``(C, *input_shape)``, the channel axis first.
+
+    ``channel_pos`` is the position of the channel axis among the dimensions that
+    ``image[index]`` keeps (the channel and spatial axes, in the image's order).
+    """
+    arr = np.moveaxis(as_float32(image[index]), channel_pos, 0)
+    if not np.isfinite(arr).all():
+        raise DataError(message(f"NaN or infinite values in the tile at "
+                                f"{[(s.start, s.stop) for s in tile.read_slices]}",
+                                "finite values", "Replace or mask the invalid pixels first."))
+    return np.ascontiguousarray(np.stack([tile.read_input(a, pad_mode) for a in arr]))
+
+
 def iter_batches(fn: BatchFn, image: Any, lead: list[int], spatial: list[int],
-                 tiles: list[Tile], *, batch_size: int, pad_mode: str
+                 tiles: list[Tile], *, batch_size: int, pad_mode: str,
+                 joint: int | None = None, out_channels: int | None = None
                  ) -> Iterator[tuple[list[tuple[tuple[int, ...], Tile]], np.ndarray]]:
     """Yield ``(jobs, predictions)`` batch by batch over all non-spatial indices and tiles.
 
     Every tile of a plan has the same input shape, so tiles of different ``S``/``T``/``C``
     indices batch together. ``predictions`` is float32 ``(len(jobs), *input_shape)``.
+    With ``joint`` (the dimension of a channel axis processed jointly, not in ``lead``),
+    batches are ``(B, C_in, *input_shape)`` and predictions
+    ``(B, out_channels, *input_shape)``.
     """
     ndim = len(image.shape)
     lead_ranges = [range(int(image.shape[d])) for d in lead]
     jobs = ((li, t) for li in itertools.product(*lead_ranges) for t in tiles)
+    channel_pos = None if joint is None else sum(1 for d in spatial if d < joint)
     while True:
         chunk = list(itertools.islice(jobs, batch_size))
         if not chunk:
             return
-        batch = np.stack([read_tile(image, full_index(ndim, lead, li, spatial, t.read_slices),
-                                    t, pad_mode) for li, t in chunk])
+        if channel_pos is None:
+            batch = np.stack([read_tile(image, full_index(ndim, lead, li, spatial,
+                                                          t.read_slices), t, pad_mode)
+                              for li, t in chunk])
+            expected = batch.shape
+        else:
+            batch = np.stack([read_joint_tile(image, full_index(ndim, lead, li, spatial,
+                                                                t.read_slices), t, pad_mode,
+                                              channel_pos) for li, t in chunk])
+            expected = (batch.shape[0], int(out_channels or batch.shape[1])) + batch.shape[2:]
         pred = np.asarray(fn(batch))
-        if pred.shape != batch.shape:
+        if pred.shape != expected:
+            keep = "keep the shape" if channel_pos is None else f"return {expected}"
             raise RuntimeError(f"the tile function returned shape {pred.shape} for a batch "
-                               f"of shape {batch.shape}; it must keep the shape")
+                               f"of shape {batch.shape}; it must {keep}")
         yield chunk, pred.astype(np.float32, copy=False)

@@ -44,7 +44,8 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
                   memory_budget_bytes: float = DEFAULT_MEMORY_BUDGET,
                   bytes_per_voxel: float = DEFAULT_BYTES_PER_VOXEL, batch_size: int = 1,
                   pad_mode: PadMode = "reflect", out: Any = None,
-                  progress: Progress | None = None) -> Any:
+                  progress: Progress | None = None, joint_channels: bool = False,
+                  out_channels: int | None = None) -> Any:
     """Apply a batch function to ``image`` tile by tile and stitch the crops exactly.
 
     Parameters
@@ -70,7 +71,8 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     memory_budget_bytes : float, default 1 GiB
         Memory allowed for one batch when ``tile_shape`` is chosen automatically.
     bytes_per_voxel : float, default 256
-        Working memory of ``fn`` per input voxel (network activations included).
+        Working memory of ``fn`` per spatial voxel of its input (network activations
+        included; with ``joint_channels``, for all channels together).
     batch_size : int, default 1
         Tiles per call of ``fn``.
     pad_mode : {"reflect", "symmetric", "edge"}, default "reflect"
@@ -81,16 +83,25 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     progress : callable, optional
         ``progress(done, total)`` after each batch, counting tiles over all non-spatial
         indices.
+    joint_channels : bool, default False
+        Pass the ``C`` axis to ``fn`` jointly instead of looping over it: batches are then
+        ``(B, C_in, *spatial)`` and ``fn`` returns ``(B, out_channels, *spatial)`` (for
+        multi-channel networks, e.g. in-silico labelling with other output channels).
+    out_channels : int, optional
+        Output channels with ``joint_channels`` (default: as many as the input has). The
+        result has this size along ``C``.
 
     Returns
     -------
     array
-        ``out`` (or the new float32 array), same shape and axes as ``image``.
+        ``out`` (or the new float32 array), same axes as ``image`` and the same shape
+        (except along ``C`` with ``out_channels``).
 
     Raises
     ------
     ConfigError
-        Bad tile shape, halo, divisibility, batch size, pad mode, ``out`` or budget.
+        Bad tile shape, halo, divisibility, batch size, pad mode, ``out`` or budget;
+        ``joint_channels`` without a ``C`` axis.
     AxesError, DataError
         Invalid axes; unsupported dtype, empty image, or NaN/inf in a tile.
 
@@ -117,6 +128,22 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     up, lead, spatial = check_layout(image, axes)
     shape = tuple(int(s) for s in image.shape)
     sp_shape = tuple(shape[d] for d in spatial)
+    joint: int | None = None
+    out_shape = shape
+    if joint_channels:
+        if "C" not in up:
+            raise ConfigError(message(f"joint_channels=True with axes {up!r}", "a C axis",
+                                      "Pass axes with C, or joint_channels=False."))
+        joint = up.index("C")
+        lead = [d for d in lead if d != joint]
+        n_out = shape[joint] if out_channels is None else int(out_channels)
+        if n_out < 1:
+            raise ConfigError(message(f"out_channels={out_channels!r}", "a positive integer",
+                                      "Pass the network's output channel count."))
+        out_shape = shape[:joint] + (n_out,) + shape[joint + 1:]
+    elif out_channels is not None:
+        raise ConfigError(message(f"out_channels={out_channels} without joint_channels",
+                                  "joint_channels=True", "Pass joint_channels=True."))
     mode = check_pad_mode(pad_mode)
     bs = check_batch_size(batch_size)
     if not callable(fn):
@@ -128,14 +155,20 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
                                        divisible_by=divisible_by, batch_size=bs)
     tiles = plan_tiles(sp_shape, tile_shape=tile_shape, halo=halo,
                        divisible_by=divisible_by, pad_mode=mode)
-    result = check_out(out, shape)
+    result = check_out(out, out_shape)
     total = len(tiles) * math.prod(shape[d] for d in lead)
     done = 0
+    channel_pos = None if joint is None else sum(1 for d in spatial if d < joint)
     for jobs, pred in iter_batches(fn, image, lead, spatial, tiles, batch_size=bs,
-                                   pad_mode=mode):
+                                   pad_mode=mode, joint=joint, out_channels=out_shape[joint]
+                                   if joint is not None else None):
         for (li, tile), p in zip(jobs, pred):
-            result[full_index(len(shape), lead, li, spatial, tile.write_slices)] = \
-                p[tile.crop_slices]
+            index = full_index(len(shape), lead, li, spatial, tile.write_slices)
+            if channel_pos is None:
+                result[index] = p[tile.crop_slices]
+            else:
+                result[index] = np.moveaxis(p[(slice(None),) + tile.crop_slices], 0,
+                                            channel_pos)
         done += len(jobs)
         if progress is not None:
             progress(done, total)
@@ -145,26 +178,35 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
 def predict_method_tiled(method: Method, image: Any, axes: str, *,
                          tile_shape: int | Sequence[int] | None = None,
                          memory_budget_bytes: float = DEFAULT_MEMORY_BUDGET,
-                         bytes_per_voxel: float = DEFAULT_BYTES_PER_VOXEL,
+                         bytes_per_voxel: float | None = None,
                          pad_mode: PadMode = "reflect", out: Any = None,
-                         progress: Progress | None = None) -> Any:
+                         progress: Progress | None = None, batch_size: int = 1) -> Any:
     """Run a :class:`~fluorecon.methods.Method` tile by tile through ``predict_block``.
 
     The halo is ``method.receptive_field`` and the divisibility ``method.divisible_by``
-    (1 if the method has none). Each tile is passed to ``predict_block`` on its own as a
-    ``"YX"``/``"ZYX"`` block (methods have no batch axis).
+    (1 if the method has none). Each tile is passed to ``predict_block`` as a
+    ``"YX"``/``"ZYX"`` block, or, for methods with a ``predict_batch(batch, axes)``
+    (learned methods), ``batch_size`` tiles at a time in one call. Methods whose
+    ``channel_counts`` is ``(c_in, c_out)`` (multi-channel networks) get the ``C`` axis
+    jointly as ``"CYX"``/``"CZYX"`` blocks and return ``c_out`` channels.
 
     Parameters
     ----------
     method : Method
         A ready (fitted or trained, where needed) method.
-    image, axes, tile_shape, memory_budget_bytes, bytes_per_voxel, pad_mode, out, progress
+    image, axes, tile_shape, memory_budget_bytes, pad_mode, out, progress
         As in :func:`predict_tiled`.
+    bytes_per_voxel : float, optional
+        Working memory per input voxel; default the method's own ``bytes_per_voxel``
+        estimate (learned methods have one), else ``DEFAULT_BYTES_PER_VOXEL``.
+    batch_size : int, default 1
+        Tiles per call of ``predict_batch`` (ignored for methods without it).
 
     Returns
     -------
     array
-        float32 result (or ``out``), same shape and axes as ``image``.
+        float32 result (or ``out``), same axes as ``image``; same shape, except along
+        ``C`` for multi-channel methods mapping ``c_in`` to ``c_out`` channels.
 
     Raises
     ------
@@ -184,6 +226,9 @@ def predict_method_tiled(method: Method, image: Any, axes: str, *,
     deconvolution), in which case tiles agree with the whole image only approximately.
     """
     up, lead, spatial = check_layout(image, axes)
+    if bytes_per_voxel is None:
+        bytes_per_voxel = float(getattr(method, "bytes_per_voxel", None)
+                                or DEFAULT_BYTES_PER_VOXEL)
     nsp = len(spatial)
     if nsp not in method.spatial_dims:
         dims = " or ".join(f"{d}D" for d in method.spatial_dims)
@@ -217,11 +262,23 @@ def predict_method_tiled(method: Method, image: Any, axes: str, *,
     else:
         halo = int(rf)
 
+    counts = getattr(method, "channel_counts", None)
+    if counts is not None and "C" not in up:
+        raise AxesError(message(f"axes {up!r} for a model with {counts[0]} input channels",
+                                "a C axis", "Pass axes with C, e.g. 'CYX'."))
+    block_axes = ("C" if counts is not None else "") + sp_axes
+    batched = getattr(method, "predict_batch", None)
+
     def fn(batch: np.ndarray) -> np.ndarray:
-        return np.stack([np.asarray(method.predict_block(b, sp_axes), dtype=np.float32)
+        if batched is not None:
+            return np.asarray(batched(batch, block_axes), dtype=np.float32)
+        return np.stack([np.asarray(method.predict_block(b, block_axes), dtype=np.float32)
                          for b in batch])
 
     return predict_tiled(fn, image, up, tile_shape=tile_shape, halo=halo, divisible_by=div,
                          memory_budget_bytes=memory_budget_bytes,
-                         bytes_per_voxel=bytes_per_voxel, batch_size=1, pad_mode=pad_mode,
-                         out=out, progress=progress)
+                         bytes_per_voxel=bytes_per_voxel,
+                         batch_size=batch_size if batched is not None else 1,
+                         pad_mode=pad_mode, out=out, progress=progress,
+                         joint_channels=counts is not None,
+                         out_channels=None if counts is None else counts[1])

@@ -27,7 +27,8 @@ def _inverse(y: np.ndarray, k: int, flip: bool) -> np.ndarray:
     return np.rot90(y, -k, axes=(-2, -1))
 
 
-def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int) -> np.ndarray:
+def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
+                channels: bool = False) -> np.ndarray:
     """Average ``fn`` over the 8 in-plane flips/rotations, mapping each output back.
 
     Parameters
@@ -41,6 +42,9 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int) -> np.ndar
         Number of spatial axes of ``batch`` (after the batch axis). In 3D only the YX
         plane is transformed: Z is usually sampled differently, so rotations mixing Z
         with Y or X would show the network data unlike its training data.
+    channels : bool, default False
+        ``batch`` is ``(B, C, *spatial)`` and ``fn`` may return another number of
+        channels ``(B, C_out, *spatial)`` (multi-channel networks).
 
     Returns
     -------
@@ -70,23 +74,29 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int) -> np.ndar
         raise ConfigError(message(f"ndim_spatial={ndim_spatial!r}", "2 or 3",
                                   "Pass the number of spatial axes of the batch."))
     arr = np.asarray(batch)
-    if arr.ndim != ndim_spatial + 1:
+    lead = 2 if channels else 1
+    if arr.ndim != ndim_spatial + lead:
+        want = "(B, C, *spatial)" if channels else "(B, *spatial)"
         raise DataError(message(f"a batch of shape {arr.shape} for ndim_spatial="
-                                f"{ndim_spatial}", f"{ndim_spatial + 1} dimensions "
-                                "(B, *spatial)", "Add the batch axis, e.g. batch[None]."))
+                                f"{ndim_spatial}", f"{ndim_spatial + lead} dimensions "
+                                f"{want}", "Add the batch axis, e.g. batch[None]."))
     arr = arr.astype(np.float32, copy=False)
-    acc = np.zeros(arr.shape, dtype=np.float64)
+    acc: np.ndarray | None = None
     for k, flip in TRANSFORMS:
         x = np.ascontiguousarray(_forward(arr, k, flip))
         y = np.asarray(fn(x))
-        if y.shape != x.shape:
+        ok = (y.shape[0] == x.shape[0] and y.shape[2:] == x.shape[2:] and y.ndim == x.ndim
+              if channels else y.shape == x.shape)
+        if not ok:
             raise RuntimeError(f"the function returned shape {y.shape} for a batch of shape "
                                f"{x.shape}; it must keep the shape")
-        acc += _inverse(y, k, flip)
+        back = _inverse(y, k, flip)
+        acc = back.astype(np.float64) if acc is None else acc + back
+    assert acc is not None
     return (acc / len(TRANSFORMS)).astype(np.float32)
 
 
-def with_tta(fn: BatchFn, *, ndim_spatial: int) -> BatchFn:
+def with_tta(fn: BatchFn, *, ndim_spatial: int, channels: bool = False) -> BatchFn:
     """Wrap ``fn`` so every call averages over the 8 in-plane transforms.
 
     The result plugs into :func:`~fluorecon.predict.predict_tiled`; since each tile is
@@ -97,6 +107,6 @@ def with_tta(fn: BatchFn, *, ndim_spatial: int) -> BatchFn:
                                   "Pass the number of spatial axes of the batch."))
 
     def wrapped(batch: np.ndarray) -> np.ndarray:
-        return tta_predict(fn, batch, ndim_spatial=ndim_spatial)
+        return tta_predict(fn, batch, ndim_spatial=ndim_spatial, channels=channels)
 
     return wrapped

@@ -18,6 +18,7 @@ uninterrupted one. (CUDA convolutions are not guaranteed bit-reproducible.)
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import dataclasses
 import hashlib
@@ -43,6 +44,13 @@ from fluorecon.core.errors import ConfigError, DataError, InputFileError, Output
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 CHECKPOINT_JSON = "checkpoint.json"
+#: Multi-process hook: set (per process) by :mod:`fluorecon.methods.learned.ddp` to an
+#: object whose ``prepare(net, sampler, config, device)`` returns the
+#: DistributedDataParallel-wrapped net, this rank's share of the sampler, the per-rank
+#: config and the device, and whose ``writes_checkpoints`` is true on rank 0 only. None
+#: (the default) is ordinary single-process training.
+PARALLEL: contextvars.ContextVar[Any] = contextvars.ContextVar("fluorecon_parallel",
+                                                               default=None)
 CHECKPOINT_FORMAT = "fluorecon-checkpoint"
 CHECKPOINT_VERSION = 1
 HISTORY_COLUMNS = ("step", "train_loss", "val_loss", "lr", "time_s")
@@ -448,7 +456,10 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
         interrupted by ``KeyboardInterrupt`` (which is then re-raised).
     resume : bool
         Continue from the checkpoint in ``checkpoint_dir``. Without it an existing
-        checkpoint is an error (so a long run is never overwritten by accident).
+        checkpoint is an error (so a long run is never overwritten by accident). The
+        checkpoint of a *finished* run is extended when ``config.steps`` is larger than
+        the steps it did (the fingerprint does not include ``steps``); with the cosine
+        schedule the learning rate then follows the longer schedule from the step reached.
     progress : callable, optional
         ``progress(step, total, logs)`` after every step; ``logs`` has ``loss`` and ``lr``,
         and ``val_loss`` after a validation. It may raise ``KeyboardInterrupt`` to stop.
@@ -469,6 +480,14 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
     resumed run continues exactly. A checkpoint is never written from the middle of an
     optimiser update: an interrupt there leaves the previous checkpoint in place.
     """
+    # NHWC (channels-last) is ~1.3x faster for 2D convolutions, forward and backward, with
+    # oneDNN on CPUs (and suits cuDNN); set before any wrapping, so DDP sees the layout
+    layout = (torch.channels_last if any(isinstance(m, nn.Conv2d) for m in net.modules())
+              else torch.contiguous_format)
+    net.to(memory_format=layout)
+    parallel = PARALLEL.get()
+    if parallel is not None:  # one rank of a multi-process run (methods/learned/ddp.py)
+        net, sampler, config, device = parallel.prepare(net, sampler, config, device)
     dev = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     net.to(dev)
@@ -483,12 +502,20 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
     st = _State(lr=config.learning_rate)
     best_weights: dict[str, torch.Tensor] | None = None
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    # every rank reads a checkpoint to resume; only one writes
+    ckpt_out = ckpt if parallel is None or parallel.writes_checkpoints else None
     if ckpt is not None and (ckpt / CHECKPOINT_JSON).exists():
         if not resume:
             raise OutputExistsError(message(f"a checkpoint in {ckpt}", "an empty checkpoint "
                                             "folder, or resume=True", "Pass resume=True to "
                                             "continue it, or delete the folder."))
         best_weights = _load_checkpoint(ckpt, net, optimizer, rng, st, fingerprint, dev)
+        if st.step > config.steps:
+            raise ConfigError(message(f"a checkpoint at step {st.step} resumed with steps="
+                                      f"{config.steps}", f"steps >= {st.step}",
+                                      f"Pass steps={st.step} or more."))
+        if st.finished and not st.stopped_early and st.step < config.steps:
+            st.finished = False  # extend a finished run to the larger number of steps
     for group in optimizer.param_groups:
         group["lr"] = st.lr
 
@@ -499,7 +526,8 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
         vi, vt, vw = val_batches
         with torch.no_grad():
             for s in range(0, vi.shape[0], config.batch_size):
-                xi = torch.from_numpy(vi[s:s + config.batch_size]).to(dev)
+                xi = torch.from_numpy(vi[s:s + config.batch_size]).to(dev).contiguous(
+                    memory_format=layout)
                 ti = torch.from_numpy(vt[s:s + config.batch_size]).to(dev)
                 wi = None if vw is None else torch.from_numpy(vw[s:s + config.batch_size]).to(dev)
                 out = net(xi)
@@ -542,8 +570,12 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
                     st.stopped_early = True
         if st.step >= config.steps or st.stopped_early:
             st.finished = True
-        if ckpt is not None and (st.step % config.checkpoint_interval == 0 or st.finished):
-            _save_checkpoint(ckpt, net, optimizer, rng, st, best_weights, fingerprint)
+        if ckpt_out is not None and (st.step % config.checkpoint_interval == 0
+                                     or st.finished):
+            # this step's validation and schedule updates are done: a resume must not
+            # redo them (the caller clears pending_post too, after this returns)
+            st.pending_post = False
+            _save_checkpoint(ckpt_out, net, optimizer, rng, st, best_weights, fingerprint)
         return logs
 
     net.train()
@@ -575,7 +607,8 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
                 lr_now = st.lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr_now
-            x_t = torch.from_numpy(np.ascontiguousarray(xi)).to(dev)
+            x_t = torch.from_numpy(np.ascontiguousarray(xi)).to(dev).contiguous(
+                memory_format=layout)
             t_t = torch.from_numpy(np.ascontiguousarray(ti)).to(dev)
             w_t = None if wi is None else torch.from_numpy(np.ascontiguousarray(wi)).to(dev)
             optimizer.zero_grad(set_to_none=True)
@@ -597,14 +630,14 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
             st.pending_post = True
             phase = "idle"
     except KeyboardInterrupt:
-        if ckpt is not None and phase != "update":
+        if ckpt_out is not None and phase != "update":
             if phase == "pre":  # nothing applied yet: rewind the random draws of this step
                 rng.bit_generator.state = rng_before
             elif phase == "post":  # validation is redone on resume: undo its partial effects
                 saved, best_weights = snapshot
                 for f in dataclasses.fields(st):
                     setattr(st, f.name, getattr(saved, f.name))
-            _save_checkpoint(ckpt, net, optimizer, rng, st, best_weights, fingerprint)
+            _save_checkpoint(ckpt_out, net, optimizer, rng, st, best_weights, fingerprint)
         raise
     final = "last"
     if config.keep_best and best_weights is not None:

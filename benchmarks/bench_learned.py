@@ -1,0 +1,362 @@
+"""Benchmark: fluorecon's learned denoisers side by side with CAREamics, on real W2S pairs.
+
+One run trains and predicts with both tools at the same architecture (2D U-Net, depth 2,
+32 filters, batch norm, CSBDeep/CAREamics channel layout), patch size, batch size and
+number of steps, each in its own fresh process, and reports:
+
+- training steps per second (wall time of the whole ``fit``: data preparation,
+  validation and checkpointing included) and the peak resident memory of training;
+- prediction throughput in megapixels per second on a 1-MPix image (1024 x 1024, each
+  tool's default prediction call after one warm-up call on a small image) and the peak
+  resident memory of that prediction (peak RSS of the process, reset before predicting);
+- normalised PSNR/SSIM (``fluorecon.metrics.evaluate``: the 8-bit files are contrast
+  stretched independently, so the prediction is affine-fitted to the percentile-normalised
+  target) of N2V trained on the five noisy W2S images and applied to them (in-sample, as
+  self-supervised denoisers are used); of N2S (fluorecon only: CAREamics has none); and of
+  CARE trained on three pairs and tested on the other two; beside the noisy input and
+  the classical denoisers (fluorecon ``tv``, ``gaussian``; ``--classical-auto`` adds
+  the slow ``auto``).
+
+CAREamics runs in its own virtual environment (it pins its own torch build, several GB,
+so it is kept out of fluorecon's CI): ``--setup-careamics DIR`` creates it
+(``python -m venv DIR && DIR/bin/pip install careamics==0.3.5``), or pass an existing
+interpreter with ``--careamics-python``. Without either, only fluorecon runs.
+
+Usage::
+
+    python benchmarks/bench_learned.py --setup-careamics ../venvs/careamics \\
+        [--steps 90] [--batch-size 128] [--patch 64] [--threads 2] [--quick] [--out FILE]
+
+Noise2Noise is not run on real data: the shared W2S/FMD pairs have one noisy frame per
+field, so there are no independent noisy pairs (its tests use simulated pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "denoise_w2s_fmd_8bit" / "w2s"
+CAREAMICS_VERSION = "0.3.5"
+CARE_TRAIN = ("020_1", "031_2", "035_1")
+CARE_TEST = ("042_1", "044_0")
+
+
+# --------------------------------------------------------------------------- helpers ---
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process since start or the last reset (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); silently a no-op elsewhere."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _read_w2s(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import tifffile
+
+    pairs = {}
+    for noisy in sorted(data.glob("input_avg1_*.tif")):
+        ident = noisy.stem.removeprefix("input_avg1_")
+        pairs[ident] = (tifffile.imread(noisy).astype(np.float32),
+                        tifffile.imread(data / f"target_avg400_{ident}.tif").astype(np.float32))
+    return pairs
+
+
+def _big_image(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """1024 x 1024 test image: four noisy W2S fields side by side."""
+    ims = [p[0] for p in list(pairs.values())[:4]]
+    return np.block([[ims[0], ims[1]], [ims[2], ims[3]]]).astype(np.float32)
+
+
+# ------------------------------------------------------------------------- workers ---
+def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from fluorecon.methods import create
+    from fluorecon.predict import predict_method_tiled
+
+    torch.set_num_threads(job["threads"])
+    os.environ["FLUORECON_NUM_THREADS"] = str(job["threads"])
+    pairs = _read_w2s(Path(job["data"]))
+    arch = dict(depth=2, base_filters=32, norm="batch", taper=True,
+                patch_size=job["patch"], batch_size=job["batch_size"], steps=job["steps"],
+                seed=1)
+    out: dict[str, Any] = {"tool": "fluorecon", "versions": {"torch": torch.__version__}}
+    preds: dict[str, dict[str, np.ndarray]] = {}
+    for algo in job["algorithms"]:
+        if algo == "care":
+            method = create("care", **arch)
+            xs = [pairs[k][0] for k in CARE_TRAIN]
+            ys = [pairs[k][1] for k in CARE_TRAIN]
+            test = CARE_TEST
+        else:
+            method = create(algo, **arch)
+            xs, ys, test = [p[0] for p in pairs.values()], None, tuple(pairs)
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        if ys is None:
+            method.fit(xs, "YX")
+        else:
+            method.fit(xs, ys, "YX")
+        train_s = time.perf_counter() - t0
+        train_peak = _peak_rss_mb()
+        preds[algo] = {k: predict_method_tiled(method, pairs[k][0], "YX") for k in test}
+        row = {"train_s": train_s, "steps": method.train_result.steps_done,
+               "train_peak_rss_mb": train_peak}
+        if algo == job["throughput_algorithm"]:
+            big = _big_image(pairs)
+            for name, kwargs in job["fluorecon_predict_variants"].items():
+                method.set_inference(**kwargs.get("inference", {}))
+                predict_method_tiled(method, big[:256, :256], "YX")  # warm-up
+                _reset_peak_rss()
+                times = []
+                for _ in range(job["repeats"]):
+                    t0 = time.perf_counter()
+                    predict_method_tiled(method, big, "YX",
+                                         memory_budget_bytes=kwargs.get("budget", 1 << 30))
+                    times.append(time.perf_counter() - t0)
+                row[f"predict[{name}]"] = {"mpix_s": big.size / 1e6 / min(times),
+                                           "peak_rss_mb": _peak_rss_mb()}
+            method.set_inference()
+        out[algo] = row
+    np.savez(job["pred_file"], **{f"{a}__{k}": v for a, d in preds.items()
+                                  for k, v in d.items()})
+    return out
+
+
+def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
+    import careamics
+    import torch
+    from careamics import CAREamist
+    from careamics.config.factories.care_n2n_factory import create_advanced_care_config
+    from careamics.config.factories.n2v_factory import create_advanced_n2v_config
+
+    torch.set_num_threads(job["threads"])
+    pairs = _read_w2s(Path(job["data"]))
+    work = Path(job["work_dir"])
+    out: dict[str, Any] = {"tool": "careamics", "versions": {"careamics": careamics.__version__,
+                                                             "torch": torch.__version__}}
+    preds: dict[str, dict[str, np.ndarray]] = {}
+    for algo in job["algorithms"]:
+        if algo not in ("n2v", "care"):
+            continue
+        common = dict(experiment_name=f"bench_{algo}", data_type="array", axes="SYX",
+                      patch_size=[job["patch"]] * 2, batch_size=job["batch_size"],
+                      logger="none", seed=1,
+                      model_params={"depth": 2, "num_channels_init": 32})
+        if algo == "care":
+            x = np.stack([pairs[k][0] for k in CARE_TRAIN])
+            y = np.stack([pairs[k][1] for k in CARE_TRAIN])
+            test = CARE_TEST
+        else:
+            x, y, test = np.stack([p[0] for p in pairs.values()]), None, tuple(pairs)
+        # one epoch = every patch of the training images once; epochs to reach the steps
+        per_epoch = -(-(x.shape[0] * (x.shape[1] // job["patch"]) * (x.shape[2] // job["patch"]))
+                      // job["batch_size"])
+        epochs = max(1, -(-job["steps"] // per_epoch))
+        factory = create_advanced_care_config if algo == "care" else create_advanced_n2v_config
+        cfg = factory(num_epochs=epochs, **common)
+        cam = CAREamist(cfg, work_dir=work / algo, enable_progress_bar=False)
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        if y is None:
+            cam.train(train_data=x)
+        else:
+            cam.train(train_data=x, train_data_target=y)
+        train_s = time.perf_counter() - t0
+        train_peak = _peak_rss_mb()
+        steps = int(cam.trainer.global_step) if getattr(cam, "trainer", None) else epochs * per_epoch
+
+        def predict(img: np.ndarray) -> np.ndarray:
+            res = cam.predict(pred_data=img[None], axes="SYX")  # training axes had S
+            arr = res[0] if isinstance(res, tuple) else res
+            arr = arr[0] if isinstance(arr, list) else arr
+            return np.asarray(arr, np.float32).reshape(img.shape)
+
+        preds[algo] = {k: predict(pairs[k][0]) for k in test}
+        row = {"train_s": train_s, "steps": steps, "train_peak_rss_mb": train_peak,
+               "epochs": epochs}
+        if algo == job["throughput_algorithm"]:
+            big = _big_image(pairs)
+            predict(big[:256, :256])  # warm-up
+            _reset_peak_rss()
+            times = []
+            for _ in range(job["repeats"]):
+                t0 = time.perf_counter()
+                predict(big)
+                times.append(time.perf_counter() - t0)
+            row["predict[default]"] = {"mpix_s": big.size / 1e6 / min(times),
+                                       "peak_rss_mb": _peak_rss_mb()}
+        out[algo] = row
+    np.savez(job["pred_file"], **{f"{a}__{k}": v for a, d in preds.items()
+                                  for k, v in d.items()})
+    return out
+
+
+# -------------------------------------------------------------------------- driver ---
+def _run_worker(python: str, tool: str, job: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(job["threads"]),
+               MKL_NUM_THREADS=str(job["threads"]), PYTHONWARNINGS="ignore")
+    proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", tool,
+                           "--job", json.dumps(job)], capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"{tool} worker failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _setup_careamics(folder: Path) -> str:
+    python = folder / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run([str(folder / "bin" / "pip"), "install", "-q",
+                        f"careamics=={CAREAMICS_VERSION}", "tifffile"], check=True)
+    return str(python)
+
+
+def _classical(pairs: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]
+               ) -> dict[str, dict[str, np.ndarray]]:
+    from fluorecon.methods import create
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in names:
+        method = create(name)
+        out[name] = {k: method.predict(p[0], "YX") for k, p in pairs.items()}
+    return out
+
+
+def _score(preds: dict[str, np.ndarray], pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+           ) -> tuple[float, float, int]:
+    from fluorecon.metrics import evaluate
+
+    ps, ss = [], []
+    for k, pred in preds.items():
+        s = evaluate(pred, pairs[k][1], axes="YX")
+        ps.append(s["psnr_normalized"])
+        ss.append(s["ssim_normalized"])
+    return float(np.mean(ps)), float(np.mean(ss)), len(ps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--steps", type=int, default=90)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--algorithms", default="n2v,n2s,care")
+    ap.add_argument("--careamics-python")
+    ap.add_argument("--setup-careamics", type=Path)
+    ap.add_argument("--classical-auto", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="10 steps, batch 16: a smoke run")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        job = json.loads(args.job)
+        res = (_worker_fluorecon if args.worker == "fluorecon" else _worker_careamics)(job)
+        print("RESULT " + json.dumps(res))
+        return 0
+    if not args.data.is_dir():
+        print(f"no data at {args.data}", file=sys.stderr)
+        return 1
+    if args.quick:
+        args.steps, args.batch_size, args.repeats = 10, 16, 1
+    algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    cam_python = args.careamics_python
+    if args.setup_careamics is not None:
+        cam_python = _setup_careamics(args.setup_careamics)
+    pairs = _read_w2s(args.data)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_learned_"))
+    job = {"data": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
+           "patch": args.patch, "threads": args.threads, "repeats": args.repeats,
+           "algorithms": algos, "throughput_algorithm": "n2v",
+           "fluorecon_predict_variants": {
+               "default": {},
+               "budget 256 MiB": {"budget": 256 << 20},
+           }}
+    results: dict[str, dict[str, Any]] = {}
+    preds: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    load = []
+    runs = [("fluorecon", sys.executable)] + ([("careamics", cam_python)] if cam_python else [])
+    for tool, python in runs:
+        tj = dict(job, pred_file=str(tmp / f"{tool}.npz"), work_dir=str(tmp / tool))
+        load.append(os.getloadavg()[0])
+        results[tool] = _run_worker(python, tool, tj)
+        with np.load(tmp / f"{tool}.npz") as z:
+            for key in z.files:
+                algo, ident = key.split("__", 1)
+                preds.setdefault(tool, {}).setdefault(algo, {})[ident] = z[key]
+    load.append(os.getloadavg()[0])
+    classical = _classical(pairs, ["gaussian", "tv"] + (["auto"] if args.classical_auto else []))
+
+    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+             f"torch threads {args.threads}; date {_dt.date.today()}; 1-min load "
+             f"{min(load):.1f}-{max(load):.1f}",
+             "Command: `python " + " ".join(shlex.quote(a) for a in
+                                            [str(Path(__file__).relative_to(ROOT))]
+                                            + (argv if argv is not None else sys.argv[1:])) + "`",
+             f"Settings: U-Net depth 2, 32 filters, batch norm, tapered decoder (CAREamics "
+             f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps.", "",
+             "| tool | method | steps | train s | steps/s | train peak RSS MB |",
+             "|---|---|---|---|---|---|"]
+    for tool, res in results.items():
+        for algo in algos:
+            if algo in res:
+                r = res[algo]
+                lines.append(f"| {tool} | {algo} | {r['steps']} | {r['train_s']:.1f} | "
+                             f"{r['steps'] / r['train_s']:.3f} | {r['train_peak_rss_mb']:.0f} |")
+    lines += ["", "| tool | prediction (1024x1024, n2v) | MPix/s | peak RSS MB |",
+              "|---|---|---|---|"]
+    for tool, res in results.items():
+        for key, val in res.get("n2v", {}).items():
+            if key.startswith("predict["):
+                lines.append(f"| {tool} | {key[8:-1]} | {val['mpix_s']:.3f} | "
+                             f"{val['peak_rss_mb']:.0f} |")
+    lines += ["", "| method | images | PSNR (norm.) | SSIM (norm.) |", "|---|---|---|---|"]
+    noisy = {k: p[0] for k, p in pairs.items()}
+    rows = [("noisy input", noisy)]
+    rows += [(f"fluorecon {n}", d) for n, d in classical.items()]
+    for tool in results:
+        rows += [(f"{tool} {a}", d) for a, d in preds.get(tool, {}).items()]
+    for name, d in rows:
+        p, s, n = _score(d, pairs)
+        lines.append(f"| {name} | {n} | {p:.2f} | {s:.4f} |")
+    care_noisy = {k: noisy[k] for k in CARE_TEST}
+    p, s, n = _score(care_noisy, pairs)
+    lines.append(f"| noisy input (CARE test images) | {n} | {p:.2f} | {s:.4f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
