@@ -12,6 +12,9 @@ LEARNED_METHODS: dict[str, str] = {
     "n2v2": "fluorecon.methods.learned.n2v:N2V2",
     "n2s": "fluorecon.methods.learned.n2s:Noise2Self",
     "dip": "fluorecon.methods.learned.dip:DeepImagePrior",
+    "deconv": "fluorecon.methods.learned.deconv:LearnedDeconvolution",
+    "upsample": "fluorecon.methods.learned.upsample:LearnedUpsampling",
+    "iso": "fluorecon.methods.learned.iso:IsotropicCARE",
 }
 
 for _name, _target in LEARNED_METHODS.items():

@@ -21,6 +21,9 @@ import os
 from fluorecon.core.errors import InputFileError, message
 from fluorecon.methods.learned._base import LearnedConfig, LearnedMethod
 from fluorecon.methods.learned.care import CARE, CAREConfig, N2NConfig, Noise2Noise
+from fluorecon.methods.learned.deconv import LearnedDeconvolution
+from fluorecon.methods.learned.iso import IsotropicCARE
+from fluorecon.methods.learned.upsample import LearnedUpsampling
 from fluorecon.methods.learned.dip import DeepImagePrior, DIPConfig, DIPResult, deep_image_prior
 from fluorecon.methods.learned.model_io import (
     ModelConfig,
@@ -40,7 +43,8 @@ from fluorecon.methods.learned.training import PatchSampler, TrainingConfig, Tra
 from fluorecon.methods.learned.unet import UNet, UNetConfig
 
 _BY_NAME: dict[str, type[LearnedMethod]] = {
-    cls.name: cls for cls in (CARE, Noise2Noise, Noise2Void, N2V2, Noise2Self)}
+    cls.name: cls for cls in (CARE, Noise2Noise, Noise2Void, N2V2, Noise2Self,
+                              LearnedDeconvolution, LearnedUpsampling, IsotropicCARE)}
 
 
 def load_model_method(folder: str | os.PathLike[str], *, device: str | None = None
