@@ -67,6 +67,13 @@ class ModelConfig(BaseConfig):
     seed: int = Field(ge=0, description="Training seed.")
     provenance: dict[str, Any] = Field(default_factory=dict, description="Training outcome: "
                                        "steps, best step and loss, early stop, time, device.")
+    calibration: dict[str, Any] | None = Field(
+        default=None, description="Recalibration of the predicted uncertainty per mode "
+                                  "(fluorecon.trust.calibration.CalibrationRecord as JSON), "
+                                  "fitted on held-out data; None: not calibrated.")
+    input_stats: dict[str, Any] | None = Field(
+        default=None, description="Statistics of the training inputs (fluorecon.trust.ood."
+                                  "InputStats as JSON) for out-of-distribution warnings.")
 
 
 def package_versions() -> dict[str, str]:
