@@ -325,3 +325,80 @@ def ngff_attrs(meta: ImageMeta, levels: int) -> dict[str, Any]:
             {"label": name, "active": True, "color": "FFFFFF"} for name in meta.channel_names]}
     attrs["fluorecon"] = {"extra": json.loads(json.dumps(meta.extra, default=str))}
     return attrs
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def create_ome_zarr(path: Path, *, shape: tuple[int, ...], dtype: Any, meta: ImageMeta,
+                    chunks: tuple[int, ...] | None = None,
+                    compression: str | None = None) -> Any:
+    """Create an empty single-level NGFF 0.4 image at ``path`` and return its level-0 array.
+
+    For writers that fill an image chunk by chunk (:mod:`fluorecon.predict.stream`): the
+    group metadata (``multiscales``, ``omero``, provenance) is written at once, the array
+    holds only its fill value (0) until chunks are written, and nothing is read back.
+
+    Parameters
+    ----------
+    path : Path
+        Folder to create (must not exist; callers write to a temporary sibling and move
+        it into place with :func:`fluorecon.io.atomic.replace_path` when complete).
+    shape : tuple of int
+        Array shape, in ``meta.axes`` order, which must already be the NGFF order
+        (:func:`ngff_order`).
+    dtype : dtype-like
+        Stored dtype (native byte order).
+    meta : ImageMeta
+        Axes, pixel sizes and provenance written to the group attributes.
+    chunks : tuple of int, optional
+        Chunk shape; default :func:`default_chunks`. Clipped to ``shape``.
+    compression : str, optional
+        As in :func:`fluorecon.io.write_image` for OME-Zarr (default Blosc zstd).
+
+    Returns
+    -------
+    zarr.Array
+        The level-0 array, opened for writing.
+
+    Raises
+    ------
+    DataError
+        ``meta.axes`` not in NGFF order or not matching ``shape``.
+    ConfigError
+        Unknown compression.
+    """
+    import zarr
+
+    shape = tuple(int(s) for s in shape)
+    meta.check_shape(shape)
+    if ngff_order(meta.axes) != meta.axes:
+        raise DataError(message(f"axes {meta.axes!r} for an OME-Zarr array",
+                                f"NGFF order {ngff_order(meta.axes)!r}",
+                                "Transpose the data to NGFF order first."))
+    if chunks is None:
+        chunks = default_chunks(shape, meta.axes)
+    chunks = tuple(max(1, min(int(c), n)) for c, n in zip(chunks, shape, strict=True))
+    group = zarr.open_group(str(path), mode="w-", zarr_format=2)
+    arr = group.create_array("0", shape=shape, dtype=np.dtype(dtype).newbyteorder("="),
+                             chunks=chunks, compressors=_compressor(compression),
+                             fill_value=0, chunk_key_encoding={"name": "v2", "separator": "/"})
+    group.attrs.update(ngff_attrs(meta, 1))
+    return arr
+
+
+def open_ome_zarr_array(path: Path, *, level: int = 0, mode: str = "r+") -> Any:
+    """Open level ``level`` of an NGFF image written by fluorecon (``mode`` ``"r"``/``"r+"``).
+
+    Raises
+    ------
+    InputFileError
+        ``path`` is not such an image.
+    """
+    import zarr
+
+    try:
+        return zarr.open_array(str(Path(path) / str(level)), mode=mode, zarr_format=2)
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise _bad_zarr(Path(path), f"whose level {level} zarr cannot open ({first})") from None

@@ -1,0 +1,6 @@
+"""Tests of learned methods: skipped where torch is not installed (the root conftest pins
+torch to one thread)."""
+
+import pytest
+
+pytest.importorskip("torch")
