@@ -314,15 +314,32 @@ def methods(name: Annotated[str | None, typer.Argument(help="Show the parameters
         typer.echo(f"  --param {field}=...  {spec.description or ''} (default: {spec.default!r})")
 
 
-def _add_learned_commands() -> None:
-    """Attach ``train`` and ``predict`` (their modules import torch only when run)."""
+def _add_commands() -> None:
+    """Attach the sub-commands defined in their own modules (torch is imported only when a
+    learned command runs, so ``fluorecon --help`` stays fast and works without it)."""
     from fluorecon.cli.learned import predict_command, train_app
+    from fluorecon.cli.lightfield import lightfield_app
+    from fluorecon.cli.restore3d import psf_from_beads_command
+    from fluorecon.cli.sim import sim_app
+    from fluorecon.cli.smlm import smlm_app
+    from fluorecon.cli.spectral import spectral_app
+    from fluorecon.cli.stabilize import stabilize_app
+    from fluorecon.cli.stream import stream_app
+    from fluorecon.cli.trust import register as register_trust
 
     app.add_typer(train_app, name="train")
     app.command("predict")(handles_errors(predict_command))
+    register_trust(app)  # qc, calibrate
+    app.command("psf-from-beads")(psf_from_beads_command)
+    app.add_typer(spectral_app)  # unmix, unmix-train
+    app.add_typer(stabilize_app)  # stabilize, stabilize-train
+    app.add_typer(smlm_app, name="smlm")
+    app.add_typer(sim_app)  # fluorecon sim ...
+    app.add_typer(lightfield_app)  # fluorecon lightfield ...
+    app.add_typer(stream_app)  # fluorecon stream ...
 
 
-_add_learned_commands()
+_add_commands()
 
 
 def main() -> None:

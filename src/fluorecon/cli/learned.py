@@ -40,6 +40,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Suffix of the checkpoint folder written next to the model folder during training.
 CHECKPOINT_SUFFIX = ".checkpoint"
+#: Folder inside a model folder with the final training state (weights, Adam moments,
+#: random state), from which ``--resume --steps N`` extends a finished run.
+TRAINING_STATE = "training_state"
 
 train_app = typer.Typer(
     help="Train a restoration network (CARE, Noise2Noise, Noise2Void, Noise2Self) on image "
@@ -168,17 +171,31 @@ def checkpoint_dir_for(out: Path) -> Path:
 
 
 def _prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
+    """The checkpoint folder of ``out`` after the checks of :func:`prepare_training_output`."""
+    return prepare_training_output(out, resume=resume, overwrite=overwrite)[0]
+
+
+def prepare_training_output(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
+    """Check the output and checkpoint folders; return the checkpoint folder and whether
+    a finished model is being extended (``--resume`` on a model folder with its saved
+    training state)."""
+    import shutil
+
     from fluorecon.io.atomic import remove_path
 
     ckpt = checkpoint_dir_for(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(message(f"an existing path {out}", "a new model folder",
-                                        "Pass --overwrite to replace it, or choose another "
-                                        "--out."))
     has_ckpt = (ckpt / "checkpoint.json").is_file()
-    if resume and not has_ckpt:
+    state = out / TRAINING_STATE
+    # extending: a finished model with its training state (possibly interrupted before)
+    extending = resume and (state / "checkpoint.json").is_file()
+    if out.exists() and not overwrite and not extending:
+        raise OutputExistsError(message(f"an existing path {out}", "a new model folder",
+                                        "Pass --overwrite to replace it, --resume with more "
+                                        "--steps to extend it, or choose another --out."))
+    if resume and not has_ckpt and not extending:
         raise InputFileError(message(f"--resume with no checkpoint in {ckpt}",
-                                     "the checkpoint of an interrupted run",
+                                     "the checkpoint of an interrupted run, or a model "
+                                     "folder with its training state",
                                      "Drop --resume to start training, or pass the --out of "
                                      "the interrupted run."))
     if not resume and ckpt.exists():
@@ -188,13 +205,19 @@ def _prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
                                             "afresh", "Rerun with --resume (same data and "
                                             "options) or --overwrite."))
         remove_path(ckpt)
-    return ckpt
+    if extending and not has_ckpt:  # work on a copy: the model stays intact until the end
+        shutil.copytree(state, ckpt)
+    return ckpt, extending
 
 
 def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Path] | None, *,
                  out: Path, axes: str | None, fields: dict[str, Any], resume: bool,
-                 overwrite: bool, quiet: bool, device: str | None) -> Path:
+                 overwrite: bool, quiet: bool, device: str | None, devices: int = 1,
+                 nodes: int = 1) -> Path:
     """Read the data, train ``method_name`` with a progress bar, write the model folder.
+
+    ``devices``/``nodes`` > 1 train with DistributedDataParallel (see
+    :mod:`fluorecon.cli.stream`); nodes other than 0 train but write nothing.
 
     Raises ``_Interrupted`` on Ctrl-C (after the engine saved its checkpoint).
     """
@@ -223,18 +246,37 @@ def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Pat
                                         f"target '{yp.name}' of shape {y.shape}",
                                         "registered pairs of equal spatial shape",
                                         "Check that sorted inputs and targets match."))
-    ckpt = _prepare_output(out, resume=resume, overwrite=overwrite)
+    from fluorecon.cli.stream import fitter, is_secondary_node
+
+    secondary = is_secondary_node(nodes)
+    ckpt, extending = ((checkpoint_dir_for(out), False) if secondary else
+                       prepare_training_output(out, resume=resume, overwrite=overwrite))
+    fit = fitter(method, devices=devices, nodes=nodes)
     label = f"train {method_name}"
     try:
         with training_bar(label, enabled=not quiet) as cb:
             if ys is not None:
-                method.fit(xs, ys, in_axes, target_axes=tg_axes, checkpoint_dir=ckpt,
-                           resume=resume, progress=cb, device=device)
+                fit(xs, ys, in_axes, target_axes=tg_axes, checkpoint_dir=ckpt,
+                    resume=resume, progress=cb, device=device)
             else:
-                method.fit(xs, in_axes, checkpoint_dir=ckpt, resume=resume, progress=cb,
-                           device=device)
+                fit(xs, in_axes, checkpoint_dir=ckpt, resume=resume, progress=cb,
+                    device=device)
     except KeyboardInterrupt:
         raise _Interrupted(ckpt if (ckpt / "checkpoint.json").is_file() else None) from None
+    except FluoreconError:
+        if extending:  # the model's own training state stays the source of truth
+            from fluorecon.io.atomic import remove_path
+
+            remove_path(ckpt)
+        raise
+    if secondary:  # node 0 holds the model and writes it
+        if not quiet:
+            _say(f"finished training on this node; node 0 writes {out}")
+        return out
+    # input statistics for the out-of-distribution check at prediction time (fluorecon qc)
+    from fluorecon.trust.ensembles import attach_input_stats
+
+    attach_input_stats(method, xs, in_axes)
     files = {"inputs": [str(p) for p in in_paths]}
     if tg_paths:
         files["targets"] = [str(p) for p in tg_paths]
@@ -243,10 +285,11 @@ def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Pat
         "training_data": {**mc.training_data, "files": files},
         "provenance": {**mc.provenance, "command": f"fluorecon train {method_name}",
                        "fluorecon": __version__}})
-    path = method.save(out, overwrite=overwrite)
-    from fluorecon.io.atomic import remove_path
+    path = method.save(out, overwrite=overwrite or extending)
+    # keep the final training state inside the model, so `--resume --steps N` can extend it
+    import os
 
-    remove_path(ckpt)
+    os.replace(ckpt, path / TRAINING_STATE)
     if not quiet:
         res = method.train_result
         best = ("" if res is None or math.isnan(res.best_val_loss)
@@ -290,7 +333,8 @@ ProbOpt = Annotated[bool, typer.Option("--probabilistic", help="Also predict a p
                                        "Laplace scale (uncertainty); trained by its "
                                        "likelihood.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from "
-                                         "<out>.checkpoint (same data and options).")]
+                                         "<out>.checkpoint, or extend a finished model to "
+                                         "a larger --steps (same data and other options).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing model "
                                             "folder (and discard an old checkpoint).")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
@@ -353,7 +397,9 @@ def _train_command(command: str, doc: str, *, paired: bool,
     (default ``command``), the targets when ``paired``, and the config fields of the
     shared options and ``--param``.
     """
-    params = _train_parameters(paired=paired, extra=extra)
+    from fluorecon.cli.stream import parallel_parameters  # --devices, --nodes
+
+    params = _train_parameters(paired=paired, extra=[*extra, *parallel_parameters()])
     signature = inspect.Signature(params, return_annotation=None)
 
     def train_command(*args: Any, **kwargs: Any) -> None:
@@ -363,7 +409,7 @@ def _train_command(command: str, doc: str, *, paired: bool,
         run_training(method_name(a) if method_name else command, a["inputs"],
                      a["target"] if paired else None, out=a["out"], axes=a["axes"],
                      resume=a["resume"], overwrite=a["overwrite"], quiet=a["quiet"],
-                     device=a["device"],
+                     device=a["device"], devices=a["devices"], nodes=a["nodes"],
                      fields=_fields(a["patch_size"], a["steps"], a["batch_size"],
                                     a["validation_fraction"], a["seed"], a["depth"],
                                     a["filters"], a["probabilistic"], a["param"]))
@@ -421,56 +467,6 @@ def _scale_path(output: Path) -> Path:
     return output.with_name(name[: len(name) - len(suffix)] + "_scale" + suffix)
 
 
-def _dihedral_average(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
-                      axes: str) -> np.ndarray:
-    """Average ``fn`` over the 8 YX flips/rotations of a whole image (any axes)."""
-    from fluorecon.predict import TRANSFORMS
-
-    iy, ix = axes.index("Y"), axes.index("X")
-    acc: np.ndarray | None = None
-    for k, flip in TRANSFORMS:
-        x = np.rot90(image, k, axes=(iy, ix))
-        if flip:
-            x = np.flip(x, ix)
-        y = np.asarray(fn(np.ascontiguousarray(x)), np.float64)
-        if flip:
-            y = np.flip(y, ix)
-        y = np.rot90(y, -k, axes=(iy, ix))
-        acc = y if acc is None else acc + y
-    assert acc is not None
-    return (acc / len(TRANSFORMS)).astype(np.float32)
-
-
-def _predict_multichannel(method: Any, image: np.ndarray, axes: str, *, scale: bool,
-                          tta: bool) -> np.ndarray:
-    """Whole-block prediction of a multi-channel model (C jointly, other axes looped)."""
-    import itertools
-
-    sp = spatial_axes(axes)
-    lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
-    order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
-    moved = np.transpose(np.asarray(image, np.float32), order)
-    block_axes = "C" + sp
-    cout = method.model_config.unet.out_channels
-
-    def one(block: np.ndarray) -> np.ndarray:
-        if scale:
-            return method.predict_laplace_block(block, block_axes)[1]
-        return method.predict_block(block, block_axes)
-
-    if tta and cout != moved.shape[len(lead)]:
-        raise ConfigError(message(f"--tta with a model mapping {moved.shape[len(lead)]} to "
-                                  f"{cout} channels", "as many output as input channels for "
-                                  "test-time augmentation", "Drop --tta."))
-    shape = list(moved.shape)
-    shape[len(lead)] = cout
-    out = np.empty(shape, np.float32)
-    for idx in itertools.product(*(range(n) for n in moved.shape[: len(lead)])):
-        block = np.ascontiguousarray(moved[idx])
-        out[idx] = _dihedral_average(one, block, block_axes) if tta else one(block)
-    return np.transpose(out, np.argsort(order))
-
-
 @cli_errors
 def predict_command(
     input: Annotated[Path, typer.Argument(help="Image to restore (TIFF, OME-TIFF, OME-Zarr, "
@@ -493,12 +489,53 @@ def predict_command(
                                       "prediction.")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips/rotations of "
                                       "the YX plane (8x slower, less noise).")] = False,
+    uncertainty: Annotated[str | None, typer.Option(
+        "--uncertainty", help="Also write <stem>_std<suffix>: probabilistic (the model's "
+                              "Laplace scale), ensemble (members' spread; --model an "
+                              "ensemble folder), or both (mixture). Recalibrated when "
+                              "fluorecon calibrate stored a factor.")] = None,
+    consistency: Annotated[bool, typer.Option(
+        "--consistency", help="Also write <stem>_residual (input minus prediction, in "
+                              "noise standard deviations) and <stem>_flagged (regions the "
+                              "input does not support), denoising forward model.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per network "
+                                            "call (more can be faster for many small "
+                                            "tiles).")] = 1,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (exact), bf16 (GPUs and "
+                                           "CPUs with AMX/AVX512-BF16; slower on others) or "
+                                           "fp16 (CUDA).")] = "fp32",
+    compile_net: Annotated[bool, typer.Option("--compile", help="torch.compile the network "
+                                              "first (tens of seconds; pays for large "
+                                              "data).")] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Write the output (OME-Zarr, or TIFF at the end) block by block, "
+                         "resumably, with memory bounded by the block and tile sizes "
+                         "(implied by --resume, --workers, --scheduler; prediction only)."
+    )] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted streamed run into the same --output, "
+                         "skipping the blocks already written.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Stream on a local dask.distributed cluster of N worker "
+                                 "processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Stream on a running dask.distributed cluster: address "
+                            "(tcp://host:8786) or scheduler file (*.json); input, model and "
+                            "output on storage all workers see.")] = None,
     device: DeviceOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output "
                                             "files (never the input).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Restore an image with a trained model folder (tiled, exact crop-and-stitch)."""
+    from fluorecon.cli.stream import predict_streamed, wants_stream
+
+    if wants_stream(stream=stream, resume=resume, workers=workers, scheduler=scheduler):
+        predict_streamed(model, input, output, axes=axes, tile=tile, tta=tta,
+                         uncertainty=uncertainty, consistency=consistency, workers=workers,
+                         scheduler=scheduler, resume=resume, device=device,
+                         overwrite=overwrite, quiet=quiet)
+        return
     from fluorecon.io import read_image, write_image
     from fluorecon.predict import predict_tiled, with_tta
 
@@ -508,10 +545,33 @@ def predict_command(
         raise ConfigError(message(f"a learned model, which needs {exc.name or 'torch'} "
                                   "(not installed)", "the learned-methods extra",
                                   "Install it with: pip install 'fluorecon[torch]'.")) from None
+    from fluorecon.cli.trust import predict_with_uncertainty, write_consistency
+    from fluorecon.trust.ensembles import is_ensemble_folder
+
+    if uncertainty is not None or is_ensemble_folder(model):
+        written = predict_with_uncertainty(model, input, output, axes=axes,
+                                           uncertainty=uncertainty, consistency=consistency,
+                                           tta=tta, device=device, overwrite=overwrite,
+                                           quiet=quiet)
+        if not quiet:
+            for path in written:
+                _say(f"wrote {path}")
+        return
     method = load_model_method(model, device=device)
+    method.set_inference(precision=precision, compile=compile_net)
     mc = method.model_config
-    multichannel = "C" in mc.axes
-    image, meta = read_image(input, axes=axes, lazy=not multichannel)
+    if consistency and getattr(method, "resamples", False):
+        raise ConfigError(message(f"--consistency with a {mc.method!r} model (its output grid "
+                                  "is finer than the input)", "a model predicting on the "
+                                  "input grid", "Use fluorecon qc --task upsample --factor N "
+                                  "on the prediction instead."))
+    if getattr(method, "resamples", False):  # upsample / iso: the output grid is finer
+        from fluorecon.cli.restore3d import predict_resampling
+
+        predict_resampling(method, input, output, model=model, axes=axes, tta=tta,
+                           overwrite=overwrite, quiet=quiet)
+        return
+    image, meta = read_image(input, axes=axes, lazy=True)
     sp = spatial_axes(meta.axes)
     if len(sp) != mc.unet.ndim:
         raise AxesError(message(f"a {len(sp)}D image (axes {meta.axes!r}) for a "
@@ -521,50 +581,50 @@ def predict_command(
     mode = parse_tile(tile, len(sp))
     outputs: dict[str, np.ndarray] = {}
     kinds = ["mean"] + (["scale"] if mc.unet.probabilistic else [])
-    if multichannel:
+    counts = method.channel_counts  # multi-channel models take C jointly
+    if counts is not None:
         if "C" not in meta.axes:
-            raise AxesError(message(f"axes {meta.axes!r} for a model with "
-                                    f"{mc.unet.in_channels} input channels", "a C axis",
+            raise AxesError(message(f"axes {meta.axes!r} for a model with {counts[0]} "
+                                    "input channels", "a C axis",
                                     "Pass --axes with C, e.g. --axes CYX."))
-        if mode not in ("auto", "none"):
-            raise ConfigError(message(f"--tile {tile} with a multi-channel model",
-                                      "--tile auto or none (multi-channel models run on "
-                                      "whole images)", "Use --tile none."))
-        with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
-            for i, kind in enumerate(kinds):
-                outputs[kind] = _predict_multichannel(method, image, meta.axes,
-                                                      scale=kind == "scale", tta=tta)
-                cb(i + 1, len(kinds))
-        out_meta = meta.model_copy(update={"channel_names": None}) \
-            if mc.unet.out_channels != image.shape[meta.axes.index("C")] else meta
-    else:
-        halo = method.receptive_field
-        if halo is None:
-            mode = "none"  # group norm: outputs depend on the whole block
-            halo = 0
-        sp_shape = tuple(int(image.shape[meta.axes.index(a)]) for a in sp)
-        tile_shape = None if mode == "auto" else (sp_shape if mode == "none" else mode)
+        if tta and counts[0] != counts[1]:
+            raise ConfigError(message(f"--tta with a model mapping {counts[0]} to "
+                                      f"{counts[1]} channels", "as many output as input "
+                                      "channels for test-time augmentation", "Drop --tta."))
+    block_axes = ("C" if counts is not None else "") + sp
+    halo = method.receptive_field
+    if halo is None:
+        mode = "none"  # group norm: outputs depend on the whole block
+        halo = 0
+    sp_shape = tuple(int(image.shape[meta.axes.index(a)]) for a in sp)
+    tile_shape = None if mode == "auto" else (sp_shape if mode == "none" else mode)
 
-        def block_fn(kind: str) -> Callable[[np.ndarray], np.ndarray]:
-            def fn(batch: np.ndarray) -> np.ndarray:
-                if kind == "scale":
-                    return np.stack([method.predict_laplace_block(b, sp)[1] for b in batch])
-                return np.stack([method.predict_block(b, sp) for b in batch])
+    def block_fn(kind: str) -> Callable[[np.ndarray], np.ndarray]:
+        def fn(batch: np.ndarray) -> np.ndarray:
+            if kind == "scale":
+                return method.predict_laplace_batch(batch, block_axes)[1]
+            return method.predict_batch(batch, block_axes)
 
-            return with_tta(fn, ndim_spatial=len(sp)) if tta else fn
+        return with_tta(fn, ndim_spatial=len(sp), channels=counts is not None) if tta else fn
 
-        with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
-            for i, kind in enumerate(kinds):
-                def prog(done: int, total: int, i: int = i) -> None:
-                    cb(i * total + done, len(kinds) * total)
+    with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
+        for i, kind in enumerate(kinds):
+            def prog(done: int, total: int, i: int = i) -> None:
+                cb(i * total + done, len(kinds) * total)
 
-                outputs[kind] = predict_tiled(block_fn(kind), image, meta.axes,
-                                              tile_shape=tile_shape, halo=halo,
-                                              divisible_by=method.divisible_by,
-                                              progress=prog)
-        out_meta = meta
+            outputs[kind] = predict_tiled(block_fn(kind), image, meta.axes,
+                                          tile_shape=tile_shape, halo=halo,
+                                          divisible_by=method.divisible_by,
+                                          bytes_per_voxel=method.bytes_per_voxel,
+                                          batch_size=batch_size, progress=prog,
+                                          joint_channels=counts is not None,
+                                          out_channels=None if counts is None else counts[1])
+    out_meta = meta
+    if counts is not None and counts[0] != counts[1]:
+        out_meta = meta.model_copy(update={"channel_names": None})
     prov = {"fluorecon": __version__, "command": "predict", "model": str(model),
-            "method": mc.method, "input": str(input), "tile": tile, "tta": tta}
+            "method": mc.method, "input": str(input), "tile": tile, "tta": tta,
+            "precision": precision}
     written = []
     scale_path = _scale_path(output)
     if "scale" in outputs and not overwrite and scale_path.exists():
@@ -579,6 +639,13 @@ def predict_command(
             update={"extra": {**prov, "quantity": "Laplace scale b (std = sqrt(2) b), "
                                                   "target units"}}),
             overwrite=overwrite, inputs=[input, model, output]))
+    if consistency:
+        written += write_consistency(np.asarray(image), outputs["mean"], out_meta, output,
+                                     model=model, input=input, overwrite=overwrite)
     if not quiet:
         for path in written:
             _say(f"wrote {path}")
+
+
+# Train commands of the simulation-trained methods (deconv, upsample, iso).
+from fluorecon.cli import restore3d as _restore3d  # noqa: E402,F401

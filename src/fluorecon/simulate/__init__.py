@@ -27,6 +27,9 @@ _EXPORTS = {
     "blur": "degrade", "downsample": "degrade", "axial_anisotropy": "degrade",
     "add_background": "degrade",
     "SimulatedPair": "pairs", "simulate_pair": "pairs", "default_psf": "pairs",
+    "simulate_spectral": "spectra", "mixing_matrix": "spectra", "simulate_timelapse": "motion",
+    "SMLMConfig": "smlm", "simulate_smlm": "smlm", "simulate_frames": "smlm",
+    "simulate_sim": "sim", "sim_pattern": "sim", "simulate_lightfield": "lightfield",
 }
 
 __all__ = sorted(_EXPORTS)

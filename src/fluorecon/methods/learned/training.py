@@ -639,6 +639,9 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
                     setattr(st, f.name, getattr(saved, f.name))
             _save_checkpoint(ckpt_out, net, optimizer, rng, st, best_weights, fingerprint)
         raise
+    # back to the default layout: the trained network then computes exactly like one
+    # loaded from its saved weights
+    net.to(memory_format=torch.contiguous_format)
     final = "last"
     if config.keep_best and best_weights is not None:
         net.load_state_dict(best_weights)
