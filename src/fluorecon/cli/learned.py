@@ -252,23 +252,15 @@ def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Pat
     ckpt, extending = ((checkpoint_dir_for(out), False) if secondary else
                        prepare_training_output(out, resume=resume, overwrite=overwrite))
     fit = fitter(method, devices=devices, nodes=nodes)
-    label = f"train {method_name}"
-    try:
-        with training_bar(label, enabled=not quiet) as cb:
-            if ys is not None:
-                fit(xs, ys, in_axes, target_axes=tg_axes, checkpoint_dir=ckpt,
-                    resume=resume, progress=cb, device=device)
-            else:
-                fit(xs, in_axes, checkpoint_dir=ckpt, resume=resume, progress=cb,
-                    device=device)
-    except KeyboardInterrupt:
-        raise _Interrupted(ckpt if (ckpt / "checkpoint.json").is_file() else None) from None
-    except FluoreconError:
-        if extending:  # the model's own training state stays the source of truth
-            from fluorecon.io.atomic import remove_path
 
-            remove_path(ckpt)
-        raise
+    def run(cb: ProgressCallback) -> None:
+        if ys is not None:
+            fit(xs, ys, in_axes, target_axes=tg_axes, checkpoint_dir=ckpt, resume=resume,
+                progress=cb, device=device)
+        else:
+            fit(xs, in_axes, checkpoint_dir=ckpt, resume=resume, progress=cb, device=device)
+
+    train_with_checkpoint(run, method_name, ckpt, extending=extending, quiet=quiet)
     if secondary:  # node 0 holds the model and writes it
         if not quiet:
             _say(f"finished training on this node; node 0 writes {out}")
@@ -280,15 +272,47 @@ def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Pat
     files = {"inputs": [str(p) for p in in_paths]}
     if tg_paths:
         files["targets"] = [str(p) for p in tg_paths]
+    return save_trained_model(method, method_name, out, ckpt, files, overwrite=overwrite,
+                              extending=extending, quiet=quiet)
+
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def train_with_checkpoint(run: Callable[[ProgressCallback], None], method_name: str,
+                          ckpt: Path, *, extending: bool, quiet: bool) -> None:
+    """Call ``run(progress)`` under a training progress bar.
+
+    Ctrl-C raises ``_Interrupted`` (with the checkpoint folder, if the engine saved one);
+    a failed extension of a finished model removes its working copy of the training
+    state, since the model's own ``training_state/`` stays the source of truth.
+    """
+    try:
+        with training_bar(f"train {method_name}", enabled=not quiet) as cb:
+            run(cb)
+    except KeyboardInterrupt:
+        raise _Interrupted(ckpt if (ckpt / "checkpoint.json").is_file() else None) from None
+    except FluoreconError:
+        if extending:
+            from fluorecon.io.atomic import remove_path
+
+            remove_path(ckpt)
+        raise
+
+
+def save_trained_model(method: Any, method_name: str, out: Path, ckpt: Path,
+                       files: dict[str, Any], *, overwrite: bool, extending: bool,
+                       quiet: bool) -> Path:
+    """Record the training files and provenance, write the model folder, keep the final
+    training state inside it (so ``--resume --steps N`` can extend it) and say so."""
+    import os
+
     mc = method.model_config
     method.model_config = mc.model_copy(update={
         "training_data": {**mc.training_data, "files": files},
         "provenance": {**mc.provenance, "command": f"fluorecon train {method_name}",
                        "fluorecon": __version__}})
     path = method.save(out, overwrite=overwrite or extending)
-    # keep the final training state inside the model, so `--resume --steps N` can extend it
-    import os
-
     os.replace(ckpt, path / TRAINING_STATE)
     if not quiet:
         res = method.train_result

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,9 +21,7 @@ import typer
 
 from fluorecon import __version__
 from fluorecon.cli.learned import (
-    TRAINING_STATE,
     _fields,
-    _Interrupted,
     _learned_class,
     _say,
     _train_parameters,
@@ -33,11 +29,13 @@ from fluorecon.cli.learned import (
     expand_image_paths,
     prepare_training_output,
     read_images,
+    save_trained_model,
     train_app,
+    train_with_checkpoint,
 )
-from fluorecon.cli.progress import progress_bar, training_bar
+from fluorecon.cli.progress import progress_bar
 from fluorecon.core.axes import spatial_axes
-from fluorecon.core.errors import AxesError, ConfigError, FluoreconError, message
+from fluorecon.core.errors import AxesError, ConfigError, message
 
 __all__ = ["predict_resampling", "psf_from_beads_command", "run_simulated_training"]
 
@@ -120,37 +118,18 @@ def run_simulated_training(method_name: str, inputs: Sequence[Path], *, out: Pat
     cls = _learned_class(method_name)
     method = cls(**fields)
     ckpt, extending = prepare_training_output(out, resume=resume, overwrite=overwrite)
-    try:
-        with training_bar(f"train {method_name}", enabled=not quiet) as cb:
-            method.fit(images, in_axes, psf=kernel, checkpoint_dir=ckpt, resume=resume,
-                       progress=cb, device=device, **fit_kw)
-    except KeyboardInterrupt:
-        raise _Interrupted(ckpt if (ckpt / "checkpoint.json").is_file() else None) from None
-    except FluoreconError:
-        if extending:  # the model's own training state stays the source of truth
-            from fluorecon.io.atomic import remove_path
-
-            remove_path(ckpt)
-        raise
+    train_with_checkpoint(
+        lambda cb: method.fit(images, in_axes, psf=kernel, checkpoint_dir=ckpt, resume=resume,
+                              progress=cb, device=device, **fit_kw),
+        method_name, ckpt, extending=extending, quiet=quiet)
     files: dict[str, Any] = {"inputs": [str(p) for p in paths]}
     if psf is not None:
         files["psf"] = str(psf)
-    mc = method.model_config
-    method.model_config = mc.model_copy(update={
-        "training_data": {**mc.training_data, "files": files},
-        "provenance": {**mc.provenance, "command": f"fluorecon train {method_name}",
-                       "fluorecon": __version__}})
-    path = method.save(out, overwrite=overwrite or extending)
-    # keep the final training state (before any adversarial phase) inside the model, so
-    # `--resume --steps N` can extend it, as for `fluorecon train care`
-    os.replace(ckpt, path / TRAINING_STATE)
-    if not quiet:
-        res = method.train_result
-        best = ("" if res is None or math.isnan(res.best_val_loss)
-                else f", best validation loss {res.best_val_loss:.4g} at step {res.best_step}")
-        _say(f"wrote model {path} ({res.steps_done if res else 0} steps{best})")
-        if getattr(method, "may_hallucinate", False):
-            _say("warning: trained with an adversarial loss; predictions can contain "
+    # the training state kept is the one before any adversarial phase
+    path = save_trained_model(method, method_name, out, ckpt, files, overwrite=overwrite,
+                              extending=extending, quiet=quiet)
+    if not quiet and getattr(method, "may_hallucinate", False):
+        _say("warning: trained with an adversarial loss; predictions can contain "
                  "plausible but invented structure (flagged in config.json and outputs)")
     return path
 
