@@ -170,11 +170,6 @@ def checkpoint_dir_for(out: Path) -> Path:
     return out.with_name(out.name + CHECKPOINT_SUFFIX)
 
 
-def _prepare_output(out: Path, *, resume: bool, overwrite: bool) -> Path:
-    """The checkpoint folder of ``out`` after the checks of :func:`prepare_training_output`."""
-    return prepare_training_output(out, resume=resume, overwrite=overwrite)[0]
-
-
 def prepare_training_output(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
     """Check the output and checkpoint folders; return the checkpoint folder and whether
     a finished model is being extended (``--resume`` on a model folder with its saved
