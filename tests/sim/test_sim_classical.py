@@ -199,12 +199,7 @@ def test_real_tirf_sim_frames_read(shared_data):
     otf = RadialOTF.from_profile(read_mrc(folder / "TIRF488_cam1_0_z30_OTF2d.mrc").data,
                                  0.0312)
     assert 4.5 < otf.cutoff < 7.0
-    rec = sim_reconstruct(raw.data.astype(np.float32), pixel_size=raw.spacing[2], otf=otf,
-                          background=float(np.percentile(raw.data, 1)))
-    assert rec.image.shape == (512, 512) and np.all(np.isfinite(rec.image))
-    # The pattern is not found in these frames (it lies at the OTF edge): the estimate must
-    # say so rather than pass silently.
-    assert rec.estimate is not None and rec.estimate.problems()
+    # The physics of the estimate on these frames: tests/sim/test_sim_estimation_robust.py.
 
 
 def test_camera_model_is_used():

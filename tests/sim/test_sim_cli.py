@@ -60,3 +60,21 @@ def test_lightfield_simulate_then_reconstruct(tmp_path, runner):
     res = runner.invoke(app, ["lightfield", "reconstruct", str(tmp_path / "lf" / "lenslet.ome.tif"),
                               "-o", str(tmp_path / "v2.ome.tif"), "--views", "4"])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+@pytest.mark.realdata
+def test_sim_reconstruct_real_tirf_frames(tmp_path, runner, shared_data):
+    folder = shared_data / "sim_rdl_microtubules"
+    if not folder.is_dir():
+        pytest.skip("sim_rdl_microtubules absent")
+    out = tmp_path / "mt.ome.tif"
+    res = runner.invoke(app, ["sim", "reconstruct", str(folder / "MT.mrc"), "-o", str(out),
+                              "--otf", str(folder / "TIRF488_cam1_0_z30_OTF2d.mrc"),
+                              "--background", "auto"])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output
+    info = json.loads((tmp_path / "mt.json").read_text())
+    assert info["estimate"]["problems"] == [] and info["estimate"]["repaired_pixels"] > 0
+    res = runner.invoke(app, ["sim", "reconstruct", str(folder / "MT.mrc"), "-o",
+                              str(tmp_path / "x.ome.tif"), "--k-guess", "0.18"])
+    assert res.exit_code == 2 and "PERIOD_UM,ANGLE_DEG" in res.output

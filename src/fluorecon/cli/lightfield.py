@@ -85,11 +85,121 @@ def simulate_command(
                   markup=False, highlight=False)
 
 
+def _read_frame(path: Path, what: str) -> np.ndarray:
+    """One 2D camera frame, in its stored dtype."""
+    from fluorecon.io import read_image
+
+    arr, meta = read_image(path)
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise DataError(message(f"{what} {path.name} of shape {arr.shape} (axes {meta.axes})",
+                                "one 2D camera frame (Y, X)", "Pass a single frame."))
+    return arr
+
+
+def _read_grid(path: Path):  # noqa: ANN202 - returns LensletGrid
+    from fluorecon.methods.classical.lightfield import LensletGrid
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(message(f"grid file {path} ({exc.__class__.__name__})",
+                                "a JSON file from `fluorecon lightfield calibrate`",
+                                "Run `fluorecon lightfield calibrate` first.")) from None
+    return LensletGrid.from_dict(data.get("grid", data))
+
+
+def _rectify(raw: Path, grid_path: Path, dark: Path | None, flat: Path | None, samples: int,
+             quiet: bool, offset: float = 0.0) -> np.ndarray:
+    """Rectified frame; without a dark frame the constant ``offset`` is the dark level."""
+    from fluorecon.methods.classical.lightfield import rectify_lightfield
+
+    grid = _read_grid(grid_path)
+    frame = _read_frame(raw, "light-field frame")
+    dark_arr = _read_frame(dark, "dark frame") if dark is not None \
+        else np.full(frame.shape, offset, dtype=np.float32)
+    with progress_bar("rectifying", enabled=not quiet) as update:
+        return rectify_lightfield(frame, grid, samples_per_lenslet=samples, dark=dark_arr,
+                                  flat=None if flat is None else _read_frame(flat, "flat frame"),
+                                  progress=update)
+
+
+Dark = Annotated[Path | None, typer.Option(help="Dark frame (camera bias), subtracted first.")]
+Samples = Annotated[int, typer.Option(
+    "--samples", help="Samples per lenslet per axis after rectification (odd; = views).")]
+
+
+@lightfield_app.command("calibrate")
+@handles_errors
+def calibrate_command(
+    radiometry: Annotated[Path, typer.Argument(help="Radiometry frame: light field of a "
+                                                    "uniformly fluorescent slide.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output grid file (JSON).")],
+    dark: Dark = None,
+    pitch_guess: Annotated[float | None, typer.Option(
+        help="Rough pitch in camera pixels (lenslet pitch / pixel size x relay "
+             "magnification).")] = None,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+) -> None:
+    """Find the lenslet grid (pitch, rotation, offset) from a radiometry frame."""
+    from fluorecon.io import write_bytes_atomic
+    from fluorecon.methods.classical.lightfield import calibrate_lenslet_grid
+
+    inputs = [radiometry] + ([dark] if dark is not None else [])
+    grid = calibrate_lenslet_grid(
+        _read_frame(radiometry, "radiometry frame"),
+        None if dark is None else _read_frame(dark, "dark frame"), pitch_guess=pitch_guess)
+    info = {"fluorecon": __version__, "radiometry": str(radiometry),
+            "dark": None if dark is None else str(dark), "grid": grid.to_dict()}
+    write_bytes_atomic(out, json.dumps(info, indent=2).encode(), overwrite=overwrite,
+                       inputs=inputs)
+    if not quiet:
+        py, px = grid.pitch
+        console.print(f"pitch {py:.4f} x {px:.4f} px, rotation {grid.rotation:.4f} deg, "
+                      f"shear {grid.shear:.4f} deg, {grid.shape[0]} x {grid.shape[1]} whole "
+                      f"lenslets, fit residual {grid.residual:.3f} px "
+                      f"({grid.n_fitted} lenslets); wrote {out}", markup=False,
+                      highlight=False)
+
+
+@lightfield_app.command("rectify")
+@handles_errors
+def rectify_command(
+    raw: Annotated[Path, typer.Argument(help="Raw light-field frame (camera ADU).")],
+    grid: Annotated[Path, typer.Option("--grid", help="Grid file from `lightfield calibrate`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Rectified lenslet image (YX).")],
+    dark: Dark = None,
+    offset: Annotated[float, typer.Option(
+        help="Constant camera offset subtracted when no --dark is given, ADU.")] = 0.0,
+    flat: Annotated[Path | None, typer.Option(
+        help="Radiometry frame for flat-field normalisation.")] = None,
+    samples: Samples = 15,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Resample a raw light-field frame onto an integer-pitch lenslet grid."""
+    from fluorecon.io import write_image
+
+    rect = _rectify(raw, grid, dark, flat, samples, quiet, offset)
+    inputs = [raw, grid] + [p for p in (dark, flat) if p is not None]
+    write_image(out, rect, ImageMeta(axes="YX", extra={
+        "method": "lenslet-rectification", "samples_per_lenslet": samples,
+        "units": "ADU above dark per sample" + (", flat-fielded" if flat else "")}),
+        overwrite=overwrite, inputs=inputs)
+    if not quiet:
+        console.print(f"wrote {out} {rect.shape} ({rect.shape[0] // samples} x "
+                      f"{rect.shape[1] // samples} lenslets)", markup=False, highlight=False)
+
+
 @lightfield_app.command("reconstruct")
 @handles_errors
 def reconstruct_command(
     lenslet: Annotated[Path, typer.Argument(help="Rectified lenslet image (YX), lenslets "
-                                                 "aligned with the pixel grid.")],
+                                                 "aligned with the pixel grid; or a raw "
+                                                 "frame with --grid.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output volume (ZYX).")],
     planes: Planes = 9,
     z_step: ZStep = 2.0,
@@ -99,10 +209,20 @@ def reconstruct_command(
     background: Annotated[float, typer.Option(help="Background photons per pixel.")] = 0.0,
     na: NA = 0.8, wavelength: Wavelength = 0.52, n_immersion: Immersion = 1.33,
     pitch: Pitch = 1.5, views: Views = 9, kernel: Kernel = 15,
+    grid: Annotated[Path | None, typer.Option(
+        "--grid", help="Grid file from `lightfield calibrate`: the input is a raw frame, "
+                       "rectified first to --views samples per lenslet.")] = None,
+    dark: Dark = None,
+    flat: Annotated[Path | None, typer.Option(
+        help="Radiometry frame for flat-field normalisation (with --grid).")] = None,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Reconstruct a volume from a lenslet image by 3D Richardson-Lucy."""
+    """Reconstruct a volume from a lenslet image by 3D Richardson-Lucy.
+
+    With --grid the raw frame is dark-subtracted (--dark, or the constant --offset),
+    rectified to --views samples per lenslet and flat-fielded (--flat) first.
+    """
     from fluorecon.io import read_image, write_image
     from fluorecon.methods.classical.lightfield import (
         LightFieldOperator,
@@ -112,8 +232,16 @@ def reconstruct_command(
     )
 
     optics = _optics(na, wavelength, n_immersion, pitch, views, kernel)
-    arr, meta = read_image(lenslet)
-    arr = np.asarray(arr, dtype=np.float32)
+    if grid is not None:
+        arr = np.clip(_rectify(lenslet, grid, dark, flat, views, quiet, offset), 0, None)
+        offset = 0.0  # the dark frame (or --offset) was subtracted before resampling
+    elif dark is not None or flat is not None:
+        raise DataError(message("--dark/--flat without --grid",
+                                "a raw frame and its --grid",
+                                "Pass --grid, or rectify with `lightfield rectify` first."))
+    else:
+        arr, _ = read_image(lenslet)
+        arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim != 2:
         raise DataError(message(f"an image of shape {arr.shape}", "a 2D lenslet image",
                                 "Pass one rectified light-field frame."))

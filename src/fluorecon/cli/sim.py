@@ -81,12 +81,12 @@ def _read_frames(path: Path) -> tuple[np.ndarray, float | None]:
     if path.suffix.lower() == ".mrc":
         from fluorecon.methods.classical.sim import read_mrc
 
-        mrc = read_mrc(path)
-        return mrc.data.astype(np.float32), (mrc.spacing[2] if mrc.spacing[2] > 0 else None)
+        mrc = read_mrc(path)  # keep the integer dtype: saturated pixels are recognised by it
+        return mrc.data, (mrc.spacing[2] if mrc.spacing[2] > 0 else None)
     from fluorecon.io import read_image
 
     arr, meta = read_image(path)
-    arr = np.asarray(arr, dtype=np.float32)
+    arr = np.asarray(arr)
     if arr.ndim != 3:
         raise DataError(message(f"an image of shape {arr.shape} (axes {meta.axes})",
                                 "a 3D stack of raw frames (frames, Y, X)",
@@ -112,9 +112,15 @@ def reconstruct_command(
         help="Sample spacing of the OTF file, cycles/um (default: from its header).")] = None,
     angles: Annotated[int, typer.Option(help="Pattern orientations.")] = 3,
     phases: Annotated[int, typer.Option(help="Phase steps per orientation.")] = 3,
-    background: Annotated[float, typer.Option(
-        help="Constant subtracted first (camera offset + background), same units as input.")
-    ] = 0.0,
+    background: Annotated[str, typer.Option(
+        help="Constant subtracted first (camera offset + background), same units as input, "
+             "or 'auto' (0.5th percentile).")] = "0",
+    k_guess: Annotated[str | None, typer.Option(
+        help="Rough pattern PERIOD_UM,ANGLE_DEG of one orientation (instrument "
+             "calibration); the search is restricted around it and 180/n deg apart.")] = None,
+    geometry: Annotated[str, typer.Option(
+        help="regular: re-search orientations that break the 180/n spacing; free: never.")
+    ] = "regular",
     wiener: Annotated[float, typer.Option(help="Wiener parameter.")] = 0.05,
     apodization_cutoff: Annotated[float, typer.Option(
         help="Apodisation support, fraction of the extended passband.")] = 1.0,
@@ -131,6 +137,23 @@ def reconstruct_command(
     from fluorecon.io import write_bytes_atomic, write_image
     from fluorecon.methods.classical.sim import RadialOTF, read_mrc, sim_reconstruct
 
+    bg: float | str
+    try:
+        bg = "auto" if background.strip().lower() == "auto" else float(background)
+    except ValueError:
+        raise ConfigError(message(f"--background {background!r}", "a number or 'auto'",
+                                  "E.g. --background 100 or --background auto.")) from None
+    guess: tuple[float, float] | None = None
+    if k_guess is not None:
+        try:
+            period, angle = (float(v) for v in k_guess.split(","))
+        except ValueError:
+            raise ConfigError(message(f"--k-guess {k_guess!r}", "PERIOD_UM,ANGLE_DEG",
+                                      "E.g. --k-guess 0.18,25.")) from None
+        guess = (period, angle)
+    if geometry not in ("regular", "free"):
+        raise ConfigError(message(f"--geometry {geometry!r}", "regular or free",
+                                  "Use the default."))
     frames, stored = _read_frames(raw)
     px = pixel_size if pixel_size is not None else stored
     if px is None or px <= 0:
@@ -144,7 +167,8 @@ def reconstruct_command(
         model = RadialOTF.from_optics(na=na, wavelength=wavelength, pixel_size=px)
     with progress_bar("SIM", enabled=not quiet) as update:
         rec = sim_reconstruct(frames, pixel_size=px, otf=model, n_angles=angles,
-                              n_phases=phases, background=background, wiener=wiener,
+                              n_phases=phases, background=bg,  # type: ignore[arg-type]
+                              k_guess=guess, geometry=geometry, wiener=wiener,
                               apodization_cutoff=apodization_cutoff,
                               apodization_bend=apodization_bend,
                               attenuation_strength=attenuation,
@@ -170,6 +194,12 @@ def reconstruct_command(
         console.print("warning: the pattern estimate looks wrong (" +
                       "; ".join(rec.estimate.problems()) + "); the reconstruction will have "
                       "artefacts. Check --pixel-size, the OTF and the frame order.",
+                      markup=False, highlight=False, soft_wrap=True)
+    if not quiet and rec.estimate is not None and np.any(rec.estimate.constrained):
+        which = np.nonzero(rec.estimate.constrained)[0].tolist()
+        how = "--k-guess" if k_guess is not None else "the 180/n-degree geometry of the others"
+        console.print(f"note: orientation(s) {which} located with {how} (weak pattern; "
+                      f"peak/background {np.round(rec.estimate.peak_ratio, 1).tolist()})",
                       markup=False, highlight=False, soft_wrap=True)
     if not quiet:
         p = rec.pattern

@@ -7,7 +7,12 @@ the ``fluorecon sim`` commands expose them.
 """
 
 from fluorecon.methods.classical.sim.bands import fade_borders, separate_bands
-from fluorecon.methods.classical.sim.estimate import SIMEstimate, estimate_sim_parameters
+from fluorecon.methods.classical.sim.estimate import (
+    PreparedFrames,
+    SIMEstimate,
+    estimate_sim_parameters,
+    prepare_sim_frames,
+)
 from fluorecon.methods.classical.sim.mrc import read_mrc
 from fluorecon.methods.classical.sim.otf import RadialOTF
 from fluorecon.methods.classical.sim.reconstruct import (
@@ -19,6 +24,7 @@ from fluorecon.methods.classical.sim.reconstruct import (
 )
 
 __all__ = [
+    "PreparedFrames",
     "RadialOTF",
     "SIMEstimate",
     "SIMReconstruction",
@@ -26,6 +32,7 @@ __all__ = [
     "estimate_sim_parameters",
     "fade_borders",
     "fourier_upsample",
+    "prepare_sim_frames",
     "read_mrc",
     "separate_bands",
     "sim_reconstruct",

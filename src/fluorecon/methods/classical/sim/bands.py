@@ -15,7 +15,8 @@ import scipy.fft as sfft
 from fluorecon.core.dtypes import as_float32, check_image_array
 from fluorecon.core.errors import DataError, message
 
-__all__ = ["ORDERS", "check_frames", "fade_borders", "separate_bands", "shift_band"]
+__all__ = ["ORDERS", "check_frames", "fade_borders", "fade_to_mean", "separate_bands",
+           "shift_band"]
 
 #: Diffraction orders of a two-beam pattern, in the order bands are returned.
 ORDERS: tuple[int, int, int] = (0, 1, -1)
@@ -58,6 +59,21 @@ def fade_borders(image: np.ndarray, width: int) -> np.ndarray:
         shape[axis] = n
         out *= ramp.reshape(shape)
     return out
+
+
+def fade_to_mean(image: np.ndarray, width: int) -> np.ndarray:
+    """Blend the outer ``width`` pixels of each image towards its mean with a cosine ramp.
+
+    Like :func:`fade_borders` it makes the field periodic (no cross-shaped leakage from the
+    edges in the DFT), but it keeps the mean level instead of pulling the border to zero, so
+    a large offset or background does not create a bright low-frequency frame. Works on the
+    last two axes; the mean is taken per image.
+    """
+    if width <= 0:
+        return np.asarray(image, dtype=np.float64)
+    arr = np.asarray(image, dtype=np.float64)
+    mean = arr.mean(axis=(-2, -1), keepdims=True)
+    return mean + fade_borders(arr - mean, width)
 
 
 def separate_bands(spectra: np.ndarray, phases: np.ndarray) -> np.ndarray:

@@ -1,17 +1,20 @@
 """Generalised Wiener SIM reconstruction with apodisation (Gustafsson 2000; fairSIM; HiFi-SIM).
 
 The separated bands of every orientation are placed on a grid twice as fine (Fourier
-zero-padding), moved back to their true positions ``m k_a`` by exact sub-pixel shifts, and
-combined by the generalised Wiener filter
+zero-padding). Band ``m`` holds ``C_{a,m}(k) = w_{a,m} H(k) S(k - m k_a)`` (the sample's
+spectrum displaced by ``m k_a``, see :func:`.bands.separate_bands`), so it is moved by
+``-m k_a`` (exact sub-pixel shift: a phase ramp in real space), which returns the sample's
+frequencies to their true positions, and the bands are combined by the generalised Wiener
+filter
 
 .. math::
 
-    \\hat S(k) = A(k)\\, \\frac{\\sum_{a,m} w_{a,m}\\, \\overline{H_{\\rm att}(k - m k_a)}\\,
-                 C_{a,m}(k - m k_a)}{\\sum_{a,m} |w_{a,m} H_{\\rm att}(k - m k_a)|^2 + w^2},
+    \\hat S(k) = A(k)\\, \\frac{\\sum_{a,m} w_{a,m}\\, \\overline{H_{\\rm att}(k + m k_a)}\\,
+                 C_{a,m}(k + m k_a)}{\\sum_{a,m} |w_{a,m} H_{\\rm att}(k + m k_a)|^2 + w^2},
 
 with ``w_{a,0} = 1``, ``w_{a,+-1} = m_a / 2`` (the estimated modulation), ``w`` the Wiener
 parameter, ``H_att`` the OTF times an optional notch ``1 - s exp(-|k|^2 / (2 sigma^2))``
-applied around each band centre (suppresses out-of-focus light, fairSIM's "OTF attenuation")
+applied around each band's OTF centre (suppresses out-of-focus light, fairSIM's "OTF attenuation")
 and ``A`` the apodisation ``[(2/pi)(acos rho - rho sqrt(1 - rho^2))]^bend``,
 ``rho = |k| / (cutoff * (f_c + max_a |k_a|))``.
 
@@ -34,14 +37,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
 
 from fluorecon.core.errors import ConfigError, message
 from fluorecon.methods.classical.sim.bands import ORDERS, check_frames, fade_borders, separate_bands
-from fluorecon.methods.classical.sim.estimate import SIMEstimate, estimate_sim_parameters
+from fluorecon.methods.classical.sim.estimate import (
+    SIMEstimate,
+    estimate_sim_parameters,
+    prepare_sim_frames,
+)
 from fluorecon.methods.classical.sim.otf import RadialOTF
 from fluorecon.simulate.sim import SIMPattern
 
@@ -88,9 +95,10 @@ class SIMReconstruction:
                                "resolution_limit_um": 1.0 / self.support,
                                "pattern": self.pattern.to_dict()}
         if self.estimate is not None:
-            out["estimate"] = {"correlation": self.estimate.correlation.tolist(),
-                               "residual_phase_rad": self.estimate.residual_phase.tolist(),
-                               "problems": self.estimate.problems()}
+            est = self.estimate.to_dict()
+            out["estimate"] = {key: est[key] for key in (
+                "correlation", "residual_phase_rad", "peak_ratio", "constrained",
+                "background", "repaired_pixels", "problems")}
         return out
 
 
@@ -231,9 +239,10 @@ def sim_wiener(
         ky, kx = pattern.wavevectors[a]
         for j, order in enumerate(ORDERS):
             weight = 1.0 if order == 0 else pattern.modulation[a] / 2.0
-            dy, dx = order * ky, order * kx
+            # C_m(k') = w H(k') S(k' - m k): move it by -m k so that S(0) lands at 0.
+            dy, dx = -order * ky, -order * kx
             padded = _pad_spectrum(bands[j], 2)
-            if attenuation_strength > 0:  # notch around the band's own centre
+            if attenuation_strength > 0:  # notch around the band's own OTF centre
                 padded = padded * (1 - attenuation_strength
                                    * np.exp(-0.5 * (np.hypot(fy, fx) / sigma) ** 2))
             if order != 0:
@@ -272,9 +281,13 @@ def sim_reconstruct(
     otf: RadialOTF,
     n_angles: int = 3,
     n_phases: int = 3,
-    background: float = 0.0,
+    background: float | Literal["auto"] = 0.0,
+    saturation: float | Literal["auto"] | None = "auto",
+    normalize: bool = True,
     pattern: SIMPattern | None = None,
-    search_range: tuple[float, float] = (0.3, 1.05),
+    search_range: tuple[float, float] = (0.45, 1.05),
+    k_guess: tuple[float, float] | None = None,
+    geometry: str = "regular",
     phase_method: str = "autocorrelation",
     wiener: float = 0.05,
     apodization_cutoff: float = 1.0,
@@ -287,6 +300,8 @@ def sim_reconstruct(
 ) -> SIMReconstruction:
     """Estimate the pattern from the frames (unless given) and reconstruct by Wiener-SIM.
 
+    The frames are preprocessed once (:func:`prepare_sim_frames`: background, saturated and
+    dead pixels, per-frame normalisation) for both the estimation and the reconstruction.
     Parameters are those of :func:`estimate_sim_parameters` and :func:`sim_wiener`;
     ``progress`` counts ``n_angles`` estimation steps then ``n_angles`` reconstruction steps.
 
@@ -313,15 +328,24 @@ def sim_reconstruct(
         if progress is not None:
             progress(n_angles + done, total)
 
+    if pattern is not None:
+        n_angles, n_phases = pattern.n_angles, pattern.n_phases
+    prep = prepare_sim_frames(frames, n_angles=n_angles, n_phases=n_phases,
+                              background=background, saturation=saturation,
+                              normalize=normalize)
     est = None
     if pattern is None:
-        est = estimate_sim_parameters(frames, pixel_size=pixel_size, otf=otf, n_angles=n_angles,
-                                      n_phases=n_phases, background=background,
-                                      search_range=search_range,
+        est = estimate_sim_parameters(prep.frames, pixel_size=pixel_size, otf=otf,
+                                      n_angles=n_angles, n_phases=n_phases, background=0.0,
+                                      saturation=None, normalize=False,
+                                      search_range=search_range, k_guess=k_guess,
+                                      geometry=geometry,  # type: ignore[arg-type]
                                       phase_method=phase_method,  # type: ignore[arg-type]
                                       fade=fade, workers=workers, progress=est_progress)
+        est = SIMEstimate(est.pattern, est.correlation, est.residual_phase, est.peak_ratio,
+                          est.constrained, prep.background, prep.n_repaired)
         pattern = est.pattern
-    rec = sim_wiener(frames, pattern, pixel_size=pixel_size, otf=otf, background=background,
+    rec = sim_wiener(prep.frames, pattern, pixel_size=pixel_size, otf=otf, background=0.0,
                      wiener=wiener, apodization_cutoff=apodization_cutoff,
                      apodization_bend=apodization_bend,
                      attenuation_strength=attenuation_strength,
