@@ -92,7 +92,8 @@ def test_compiled_net_equals_plain_net():
                                atol=1e-5 * float(ref.abs().max()))
 
 
-def test_memory_estimate_bounds_the_measured_peak():
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_memory_estimate_bounds_the_measured_peak(ndim):
     """The per-voxel estimate used to size tiles is at least the real activation peak."""
     from pathlib import Path
 
@@ -100,22 +101,23 @@ def test_memory_estimate_bounds_the_measured_peak():
     if not status.exists() or not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux /proc to measure peak memory")
     rng = np.random.default_rng(0)
-    x = rng.random((32, 32)).astype(np.float32)
+    axes = "YX" if ndim == 2 else "ZYX"
+    x = rng.random((32,) * ndim).astype(np.float32)
     care = CARE(steps=1, patch_size=16, depth=2, base_filters=16, batch_size=2,
-                validation_interval=1, taper=True).fit(x, x, "YX")
-    care.predict(x, "YX")  # warm-up: allocator pools, oneDNN kernels
+                validation_interval=1, taper=ndim == 2, norm="batch").fit(x, x, axes)
+    care.predict(x, axes)  # warm-up: allocator pools, oneDNN kernels
 
     def peak_mb() -> float:
         line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM"))
         return int(line.split()[1]) / 1024
 
-    big = rng.random((768, 768)).astype(np.float32)
+    big = rng.random((768, 768) if ndim == 2 else (80, 80, 80)).astype(np.float32)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pytest.skip("cannot reset the peak RSS here")
     before = peak_mb()
-    care.predict_block(big, "YX")
+    care.predict_block(big, axes)
     used = (peak_mb() - before) * 2 ** 20 / big.size
     assert used < care.bytes_per_voxel, (used, care.bytes_per_voxel)
     assert care.bytes_per_voxel < 4 * max(used, 64)  # not absurdly conservative either

@@ -51,7 +51,8 @@ def test_folder_contents(model_dir):
     assert cfg["format"] == "fluorecon-model" and cfg["schema_version"] == 1
     assert cfg["method"] == "n2v" and cfg["seed"] == 0 and cfg["axes"] == "YX"
     assert set(cfg["versions"]) >= {"fluorecon", "torch", "numpy"}
-    assert cfg["input_norm"]["low"] == 1.0 and cfg["input_norm"] == cfg["target_norm"]
+    assert cfg["input_norm"]["statistic"] == "meanstd"  # the default normalisation
+    assert cfg["input_norm"] == cfg["target_norm"]
     assert cfg["unet"]["depth"] == 1 and cfg["provenance"]["steps_done"] == 20
     assert cfg["training_data"]["masking"]["replacement"] == "uniform"
     assert (folder / "history.csv").read_text().startswith("step,train_loss,val_loss,lr")
@@ -115,3 +116,25 @@ def test_broken_models_are_refused_in_one_line(model_dir, tmp_path, kind, match)
     with pytest.raises(InputFileError, match=match) as info:
         Noise2Void.load(d)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("normalization", ["percentile", "meanstd"])
+def test_normalisation_choice_is_computed_stored_and_reloaded(tmp_path, normalization):
+    pair = simulate_pair("denoise", (48, 48), photons=30.0, seed=5)
+    m = CARE(normalization=normalization, **dict(TINY, steps=4)).fit(pair.input, pair.target,
+                                                                     "YX")
+    x = pair.input.astype(np.float64)
+    n = m.model_config.input_norm
+    assert n.statistic == normalization
+    if normalization == "percentile":
+        assert (n.low, n.high) == (1.0, 99.8)
+        assert n.lo[0] == pytest.approx(np.percentile(x, 1.0), rel=1e-6)
+        assert n.hi[0] == pytest.approx(np.percentile(x, 99.8), rel=1e-6)
+    else:
+        assert n.low is None and n.high is None
+        assert n.lo[0] == pytest.approx(x.mean(), rel=1e-6)
+        assert n.hi[0] - n.lo[0] == pytest.approx(x.std(), rel=1e-6)
+    m.save(tmp_path / "m")
+    back = load_model_method(tmp_path / "m")
+    assert back.model_config.input_norm == n
+    assert np.array_equal(back.predict(pair.input, "YX"), m.predict(pair.input, "YX"))

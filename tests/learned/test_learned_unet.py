@@ -107,3 +107,26 @@ def test_taper_is_the_csbdeep_careamics_layout():
     assert tapered.bottleneck.layers[-3].out_channels == 64
     assert tapered.decoders[-1].layers[-3].out_channels == 32
     assert tapered(torch.zeros(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(ndim=2), dict(ndim=3), dict(ndim=2, n2v2=True), dict(ndim=3, n2v2=True),
+    dict(ndim=2, taper=True, norm="batch", probabilistic=True, residual=True),
+    dict(ndim=3, depth=3, taper=True, norm="group", groups=4),
+])
+def test_lean_prediction_path_equals_training_path(kw):
+    """Without autograd the U-Net runs its memory-lean forward; the numbers must not move."""
+    cfg = UNetConfig(**{"depth": 2, "base_filters": 8, **kw})
+    torch.manual_seed(0)
+    net = UNet(cfg).eval()
+    x = torch.randn(2, 1, *([16] * cfg.ndim))
+    with torch.enable_grad():
+        ref = net(x)
+    with torch.inference_mode():
+        lean = net(x)
+    assert torch.equal(ref, lean)
+    if cfg.ndim == 2:
+        net_cl = net.to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            lean_cl = net_cl(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(lean_cl, ref, rtol=1e-5, atol=1e-5)

@@ -134,13 +134,18 @@ def test_choose_tile_shape_respects_budget_and_is_largest(shape, halo, div, budg
         return
     assert cost(tile) <= budget
     assert all(t % d == 0 for t, d in zip(tile, divs))
-    # maximal: one more step (d) along every axis not yet whole would exceed the budget
-    grown = tuple(min(t + d, _roundup(n, d)) for t, n, d in zip(tile, shape, divs))
-    assert grown == tile or cost(grown) > budget
-    # balanced: axes that are not whole share one edge length (up to rounding to d)
-    open_axes = [t for t, n, d in zip(tile, shape, divs) if t < _roundup(n, d)]
-    if open_axes:
-        assert max(open_axes) - min(open_axes) < max(divs)
+    # even: each axis' edge is the smallest (rounded to d) giving its number of tiles k
+    counts = [-(-n // t) for n, t in zip(shape, tile)]
+    assert tile == tuple(min(_roundup(-(-n // k), d), _roundup(n, d))
+                         for n, k, d in zip(shape, counts, divs))
+    # fewest tiles: one tile fewer along any split axis needs an edge s whose balanced tile
+    # (edge s along every axis not yet whole) exceeds the budget
+    split = [a for a, k in enumerate(counts) if k > 1]
+    if split:
+        s = min(_roundup(-(-shape[a] // (counts[a] - 1)), divs[a]) for a in split)
+        grown = tuple(min(max(t, _roundup(s, d)), _roundup(n, d))
+                      for t, n, d in zip(tile, shape, divs))
+        assert cost(grown) > budget
 
 
 def test_choose_tile_shape_whole_image_when_it_fits():
@@ -153,7 +158,11 @@ def test_choose_tile_shape_batch_shares_budget():
                             halo=10, divisible_by=8)
     four = choose_tile_shape((4096, 4096), bytes_per_voxel=64, memory_budget_bytes=2**28,
                              halo=10, divisible_by=8, batch_size=4)
-    assert math.prod(four) < math.prod(one) / 3
+    def batch_cost(tile, batch):
+        return batch * 64 * math.prod(window_size(4096, t, 10, 8) for t in tile)
+
+    assert batch_cost(one, 1) <= 2**28 and batch_cost(four, 4) <= 2**28
+    assert batch_cost(four, 1) < batch_cost(one, 1) / 2
 
 
 @pytest.mark.parametrize(("kwargs", "text"), [

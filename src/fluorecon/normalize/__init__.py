@@ -1,4 +1,5 @@
-"""Intensity normalisation: percentile maps (+ inverse, also for predicted scales), affine fit.
+"""Intensity normalisation: percentile or mean/std maps (+ inverse, also for predicted
+scales), affine fit.
 
 Normalisation is a returned, serialisable, invertible parameter set
 (:class:`NormParams`), computed once on the whole image before tiling.
@@ -18,6 +19,7 @@ from fluorecon.normalize.percentile import (
     compute_norm_params,
     percentile_normalize,
 )
+from fluorecon.normalize.standardize import compute_meanstd_params
 
 __all__ = [
     "DEFAULT_MAX_SAMPLES",
@@ -27,6 +29,7 @@ __all__ = [
     "PercentileNormalizer",
     "affine_fit",
     "affine_match",
+    "compute_meanstd_params",
     "compute_norm_params",
     "normalize_pair",
     "percentile_normalize",

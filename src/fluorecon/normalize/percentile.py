@@ -1,5 +1,9 @@
 """Percentile normalisation (CARE / CSBDeep convention) as a serialisable, invertible map.
 
+The same affine map also carries mean / standard-deviation standardisation (CAREamics'
+convention, ``statistic="meanstd"``, computed by
+:func:`fluorecon.normalize.standardize.compute_meanstd_params`).
+
 Normalisation is computed **once, on the whole image**, before any tiling, and returned as a
 :class:`NormParams` object. The same object normalises the input, maps network outputs back
 to the input's intensity units (:meth:`NormParams.denormalize`) and maps predicted scales
@@ -10,7 +14,7 @@ It serialises to JSON so it can be stored next to a model or a prediction.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -29,7 +33,7 @@ DEFAULT_EPS = 1e-20
 
 
 class NormParams(BaseConfig):
-    """Parameters of a percentile normalisation ``y = (x - lo) / (hi - lo + eps)``.
+    """Parameters of an affine normalisation ``y = (x - lo) / (hi - lo + eps)``.
 
     Instances are frozen pydantic models: they validate on construction, serialise with
     :meth:`to_json` / :meth:`to_dict` and read back with :meth:`from_json` /
@@ -39,11 +43,18 @@ class NormParams(BaseConfig):
     ----------
     version : int
         Schema version (1).
-    low, high : float
-        The percentiles (0-100) the values ``lo`` and ``hi`` were taken at (provenance).
+    statistic : {"percentile", "meanstd"}
+        How ``lo`` and ``hi`` were estimated: ``percentile`` (CSBDeep: ``lo``, ``hi`` are
+        the ``low`` and ``high`` percentiles, so the bulk of the image maps to ``[0, 1]``)
+        or ``meanstd`` (CAREamics: ``lo`` is the mean and ``hi - lo`` the standard
+        deviation, so the image maps to zero mean and unit variance).
+    low, high : float or None
+        The percentiles (0-100) the values ``lo`` and ``hi`` were taken at (provenance);
+        required for ``percentile``, None for ``meanstd``.
     lo, hi : list of float
-        Intensity at the low and high percentile, in the image's own units; one entry per
-        channel when normalised per channel, otherwise a single entry.
+        Intensity at the low and high percentile (or the mean and the mean plus one
+        standard deviation), in the image's own units; one entry per channel when
+        normalised per channel, otherwise a single entry.
     axes : str or None
         Axes of the image the parameters were computed on. Needed (and required to contain
         ``C``) only when there is more than one channel, to locate the channel axis.
@@ -81,8 +92,13 @@ class NormParams(BaseConfig):
     """
 
     version: int = Field(default=1, ge=1, le=1, description="Schema version of NormParams.")
-    low: float = Field(ge=0.0, le=100.0, description="Low percentile (0-100).")
-    high: float = Field(ge=0.0, le=100.0, description="High percentile (0-100).")
+    statistic: Literal["percentile", "meanstd"] = Field(
+        default="percentile", description="percentile: lo/hi are percentiles; meanstd: lo "
+                                          "is the mean and hi - lo the standard deviation.")
+    low: float | None = Field(default=None, ge=0.0, le=100.0,
+                              description="Low percentile (0-100); None for meanstd.")
+    high: float | None = Field(default=None, ge=0.0, le=100.0,
+                               description="High percentile (0-100); None for meanstd.")
     lo: list[float] = Field(min_length=1, description="Intensity at the low percentile, "
                                                        "per channel (image units).")
     hi: list[float] = Field(min_length=1, description="Intensity at the high percentile, "
@@ -98,13 +114,21 @@ class NormParams(BaseConfig):
     @classmethod
     def _finite(cls, values: list[float]) -> list[float]:
         if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"percentile values must be finite, got {values}")
+            raise ValueError(f"lo and hi must be finite, got {values}")
         return values
 
     @model_validator(mode="after")
     def _consistent(self) -> "NormParams":
-        if self.low >= self.high:
-            raise ValueError(f"low percentile {self.low} must be below high {self.high}")
+        if self.statistic == "percentile":
+            if self.low is None or self.high is None:
+                raise ValueError("percentile parameters need the low and high percentiles")
+            if self.low >= self.high:
+                raise ValueError(f"low percentile {self.low} must be below high {self.high}")
+        elif self.low is not None or self.high is not None:
+            raise ValueError("meanstd parameters take no low/high percentiles")
+        if self.clip and self.statistic != "percentile":
+            raise ValueError("clip=True clips to [0, 1], which only percentile "
+                             "normalisation maps the image to")
         if len(self.lo) != len(self.hi):
             raise ValueError(f"lo has {len(self.lo)} entries but hi has {len(self.hi)}")
         if any(h < l for l, h in zip(self.lo, self.hi)):
@@ -343,23 +367,11 @@ def compute_norm_params(
        fluorescence microscopy", Nature Methods 15, 1090-1097 (2018).
     """
     check_image_array(image, finite=False)
-    shape = tuple(int(s) for s in image.shape)
-    ndim = len(shape)
-    up = check_axes(axes, ndim) if axes is not None else None
-    c_axis = up.index("C") if (up is not None and "C" in up and per_channel) else None
     if not low < high:
         raise DataError(message(f"low={low}, high={high}", "low < high",
                                 "Swap the percentiles."))
-    sample = _lattice_sample(image, shape, c_axis, max_samples)
-    if c_axis is None:
-        per_c = sample.reshape(1, -1)
-    else:
-        per_c = np.moveaxis(sample, c_axis, 0).reshape(shape[c_axis], -1)
-    per_c = per_c.astype(np.float64, copy=False)
-    if not np.isfinite(per_c).all():
-        raise DataError(message("an image containing NaN or infinite values",
-                                "finite values to compute percentiles",
-                                "Replace or mask the invalid pixels first."))
+    per_c, up = sample_per_channel(image, axes=axes, per_channel=per_channel,
+                                   max_samples=max_samples, purpose="compute percentiles")
     lo, hi = np.percentile(per_c, [low, high], axis=1)
     return NormParams(low=float(low), high=float(high), lo=[float(v) for v in lo],
                       hi=[float(v) for v in hi], axes=up, eps=float(eps), clip=bool(clip),
@@ -440,6 +452,32 @@ def lattice_strides(shape: tuple[int, ...], skip_axis: int | None,
         n = count(i)
         strides[i] = -(-shape[i] // (n - 1))
     return tuple(strides)
+
+
+def sample_per_channel(image: Any, *, axes: str | None, per_channel: bool,
+                       max_samples: int | None, purpose: str
+                       ) -> tuple[np.ndarray, str | None]:
+    """A regular-lattice sample of ``image`` as float64 ``(channels, values)``.
+
+    One row per channel when ``per_channel`` and ``axes`` has ``C``, else one pooled row;
+    at most ``max_samples`` values per row (see :func:`lattice_strides`). Returns the
+    sample and the checked axes. Raises :class:`DataError` (naming ``purpose``) when the
+    sample holds NaN or infinity.
+    """
+    shape = tuple(int(s) for s in image.shape)
+    up = check_axes(axes, len(shape)) if axes is not None else None
+    c_axis = up.index("C") if (up is not None and "C" in up and per_channel) else None
+    sample = _lattice_sample(image, shape, c_axis, max_samples)
+    if c_axis is None:
+        per_c = sample.reshape(1, -1)
+    else:
+        per_c = np.moveaxis(sample, c_axis, 0).reshape(shape[c_axis], -1)
+    per_c = per_c.astype(np.float64, copy=False)
+    if not np.isfinite(per_c).all():
+        raise DataError(message("an image containing NaN or infinite values",
+                                f"finite values to {purpose}",
+                                "Replace or mask the invalid pixels first."))
+    return per_c, up
 
 
 def _lattice_sample(image: Any, shape: tuple[int, ...], c_axis: int | None,

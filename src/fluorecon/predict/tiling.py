@@ -340,13 +340,16 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
     window per axis (:func:`window_size`). Tiles are "balanced": the same edge length
     ``s`` (rounded up to ``divisible_by``) along every axis, capped by the image, so
     thin axes (a short Z stack) stay whole and the freed memory goes to the others. The
-    largest ``s`` that fits is found by bisection (memory grows with ``s``).
+    largest ``s`` that fits is found by bisection (memory grows with ``s``). The tiles are
+    then evened out: with ``k = ceil(n / s)`` tiles along an axis of ``n`` pixels, the
+    edge becomes ``ceil(n / k)`` (rounded up to ``divisible_by``), so all ``k`` tiles
+    are about equal instead of ``k - 1`` full tiles and a thin last one.
 
     Examples
     --------
     >>> choose_tile_shape((2048, 2048), bytes_per_voxel=64, memory_budget_bytes=2**26,
     ...                   halo=8, divisible_by=8)
-    (1008, 1008)
+    (688, 688)
     """
     shp = _check_shape(shape)
     nd = len(shp)
@@ -383,4 +386,7 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
             lo = mid
         else:
             hi = mid - 1
-    return tile_for(lo)
+    # keep the number of tiles along each axis, but make them as even as possible: the
+    # last tile is then not a sliver that costs a full window (less memory, less compute)
+    return tuple(min(_roundup(-(-n // -(-n // t)), d), npd)
+                 for n, t, d, npd in zip(shp, tile_for(lo), divs, n_pads))

@@ -98,7 +98,9 @@ def test_two_cpu_processes_match_one(pairs: Any) -> None:
     assert steps[-1] == 40 and two.is_trained
     a, b = one.net.state_dict(), two.net.state_dict()
     for k in a:  # the same updates up to the float summation order of the all-reduce
-        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)
+        # (40 Adam steps amplify it to ~1e-4 on unit-variance targets; a missing or
+        # wrong all-reduce moves weights by 1e-2 and more)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=5e-4)
     q1 = psnr(one.predict(test.input, "YX"), test.target)
     q2 = psnr(two.predict(test.input, "YX"), test.target)
     assert abs(q1 - q2) < 0.05, (q1, q2)

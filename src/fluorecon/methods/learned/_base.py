@@ -37,7 +37,12 @@ from fluorecon.methods.learned.training import (
     train,
 )
 from fluorecon.methods.learned.unet import UNet, UNetConfig
-from fluorecon.normalize import DEFAULT_MAX_SAMPLES, NormParams, compute_norm_params
+from fluorecon.normalize import (
+    DEFAULT_MAX_SAMPLES,
+    NormParams,
+    compute_meanstd_params,
+    compute_norm_params,
+)
 from fluorecon.normalize.percentile import lattice_strides
 
 #: Environment variable overriding the number of CPU threads torch uses (default: all).
@@ -62,6 +67,11 @@ class LearnedConfig(MethodConfig, TrainingConfig):
     loss: Literal["mse", "mae", "laplace"] | None = Field(
         default=None, description="Training loss; default laplace if probabilistic, "
                                   "else mse.")
+    normalization: Literal["percentile", "meanstd"] = Field(
+        default="meanstd", description="Intensity normalisation of inputs and targets, "
+                                       "computed over all training images: meanstd (zero "
+                                       "mean, unit variance; CAREamics) or percentile "
+                                       "(norm_low/norm_high to [0, 1]; CSBDeep).")
     norm_low: float = Field(default=1.0, ge=0, le=100, description="Low percentile of the "
                                                                    "normalisation.")
     norm_high: float = Field(default=99.8, ge=0, le=100, description="High percentile of the "
@@ -136,14 +146,15 @@ def split_images(images: Any, axes: str, *, name: str) -> tuple[list[np.ndarray]
 
 
 def norm_over_images(images: Sequence[np.ndarray], *, low: float, high: float,
-                     block_axes: str) -> NormParams:
-    """Percentile normalisation of a list of ``(C, *spatial)`` images, pooled over images.
+                     block_axes: str, statistic: str = "percentile") -> NormParams:
+    """Normalisation of a list of ``(C, *spatial)`` images, pooled over images.
 
     Each image contributes a regular-lattice subsample (at most
     ``DEFAULT_MAX_SAMPLES / len(images)`` values per channel, as in
-    :func:`~fluorecon.normalize.compute_norm_params`); the percentiles are taken per channel
-    over the union. The result has ``axes=block_axes`` (``"CYX"``, ...) when there are
-    several channels, and no axes (one pooled pair) for one channel.
+    :func:`~fluorecon.normalize.compute_norm_params`); the percentiles ``low``/``high``
+    (``statistic="percentile"``) or the mean and standard deviation (``"meanstd"``) are
+    taken per channel over the union. The result has ``axes=block_axes`` (``"CYX"``, ...)
+    when there are several channels, and no axes (one pooled pair) for one channel.
     """
     budget = max(1, DEFAULT_MAX_SAMPLES // len(images))
     parts = []
@@ -151,11 +162,15 @@ def norm_over_images(images: Sequence[np.ndarray], *, low: float, high: float,
         strides = lattice_strides(tuple(im.shape), 0, budget)
         parts.append(im[tuple(slice(None, None, s) for s in strides)].reshape(im.shape[0], -1))
     values = np.concatenate(parts, axis=1)
+
+    def estimate(v: np.ndarray, axes: str | None) -> NormParams:
+        if statistic == "meanstd":
+            return compute_meanstd_params(v, axes=axes, max_samples=None)
+        return compute_norm_params(v, low=low, high=high, axes=axes, max_samples=None)
+
     if values.shape[0] == 1:
-        return compute_norm_params(values, low=low, high=high, max_samples=None)
-    params = compute_norm_params(values[:, None, :], low=low, high=high, axes="CYX",
-                                 max_samples=None)
-    return params.model_copy(update={"axes": block_axes})
+        return estimate(values, None)
+    return estimate(values[:, None, :], "CYX").model_copy(update={"axes": block_axes})
 
 
 class LearnedMethod(Method):
@@ -249,19 +264,24 @@ class LearnedMethod(Method):
     def bytes_per_voxel(self) -> float:
         """Estimated peak working memory of prediction per network-input voxel (bytes).
 
-        Float32 activations alive at the top level of the U-Net (the skip tensor, the
-        upsampled coarse features, their concatenation, the convolution outputs and a
-        margin for the allocator: ``4 (5 f_0 + 2 e_1)`` with ``f_0`` the top-level filters
-        and ``e_1`` the channels leaving the level below) plus the NumPy copies of the
-        block around the network (normalised, padded, denormalised:
-        ``16 (c_in + 2 c_out) + 32``). Measured peaks: 704 bytes for the CAREamics-sized
-        network (depth 2, 32 filters, tapered; estimate 976) on 1024x1024 in 2D, 779 on
-        96^3 in 3D; a test checks the estimate bounds the measured peak.
+        Prediction runs the network's lean forward pass (:meth:`UNet._features_lean`),
+        whose peak is at the top level: the decoder's input buffer and one convolution
+        output, ``e_1 + 2 f_0`` float32 channels per voxel (``f_0`` the top-level filters,
+        ``e_1`` the channels leaving the level below), times a margin for oneDNN's
+        working buffers (1.5 in 2D, which runs channels-last; 2 in 3D, whose layout
+        reorders cost more), plus the NumPy copies of the block around the network
+        (normalised, padded, denormalised: ``16 (c_in + 2 c_out) + 32``). Measured peaks
+        of the CAREamics-sized network (depth 2, 32 filters, tapered): 425 bytes on
+        768x768 (estimate 656) and 612 on 96^3 (estimate 848). Before the model knows its
+        dimensionality the 3D margin is used. A test checks the estimate bounds the
+        measured peak in 2D and 3D.
         """
         cin, cout = self.channel_counts or (1, 1)
         f0 = self.config.base_filters
         e1 = f0 if self.config.taper else 2 * f0
-        return 4.0 * (5 * f0 + 2 * e1) + 16.0 * (cin + 2 * cout) + 32.0
+        ndim = self.model_config.unet.ndim if self.model_config is not None else 3
+        margin = 1.5 if ndim == 2 else 2.0
+        return 4.0 * margin * (e1 + 2 * f0) + 16.0 * (cin + 2 * cout) + 32.0
 
     @property
     def channel_counts(self) -> tuple[int, int] | None:
@@ -298,10 +318,11 @@ class LearnedMethod(Method):
         cfg = self.config
         block_axes = "C" + sp if (cin > 1 or cout > 1) else sp
         in_norm = norm_over_images(xs, low=cfg.norm_low, high=cfg.norm_high,
-                                   block_axes="C" + sp)
+                                   block_axes="C" + sp, statistic=cfg.normalization)
         out_norm = in_norm if same else norm_over_images(ys, low=cfg.norm_low,
                                                          high=cfg.norm_high,
-                                                         block_axes="C" + sp)
+                                                         block_axes="C" + sp,
+                                                         statistic=cfg.normalization)
         xn = [np.asarray(in_norm.normalize(x, axes="C" + sp if in_norm.n_channels > 1
                                            else None), np.float32) for x in xs]
         yn = xn if same else [np.asarray(out_norm.normalize(

@@ -121,8 +121,9 @@ class N2VConfig(LearnedConfig):
 
     masked_pixel_percentage: float = Field(default=0.2, gt=0, le=25, description="Percent of"
                                            " pixels masked per patch (stratified).")
-    neighbourhood_radius: int = Field(default=2, ge=1, le=10, description="Half-width of the "
-                                      "replacement window.")
+    neighbourhood_radius: int = Field(default=5, ge=1, le=10, description="Half-width of the "
+                                      "replacement window (5: the 11x11 window of N2V and "
+                                      "CAREamics).")
     n2v2: bool = Field(default=False, description="N2V2: blur-pool U-Net without top-level "
                                                   "skip, median replacement by default.")
     replacement: Literal["uniform", "median"] | None = Field(

@@ -219,19 +219,22 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        skips = []
-        h = x
-        for enc, pool in zip(self.encoders, self.pools):
-            h = enc(h)
-            skips.append(h)
-            h = pool(h)
-        h = self.bottleneck(h)
-        for i, dec in enumerate(self.decoders):
-            level = cfg.depth - 1 - i
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            if not (cfg.n2v2 and level == 0):
-                h = torch.cat([h, skips[level]], dim=1)
-            h = dec(h)
+        if not torch.is_grad_enabled():
+            h = self._features_lean(x)
+        else:
+            skips = []
+            h = x
+            for enc, pool in zip(self.encoders, self.pools):
+                h = enc(h)
+                skips.append(h)
+                h = pool(h)
+            h = self.bottleneck(h)
+            for i, dec in enumerate(self.decoders):
+                level = cfg.depth - 1 - i
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                if not (cfg.n2v2 and level == 0):
+                    h = torch.cat([h, skips[level]], dim=1)
+                h = dec(h)
         out = self.head(h)
         mean = out[:, : cfg.out_channels]
         if cfg.residual:
@@ -242,6 +245,61 @@ class UNet(nn.Module):
             return mean
         scale = F.softplus(out[:, cfg.out_channels:]) + MIN_SCALE
         return torch.cat([mean, scale], dim=1)
+
+
+    def _features_lean(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass up to the head, holding as little memory as possible.
+
+        Used without autograd (prediction). Same arithmetic as the training path, but a
+        decoder level writes the nearest-upsampled coarse features and its skip straight
+        into one preallocated buffer (no separate upsampled tensor, no concatenation
+        copy), releases the skip and the coarse features at once, and runs its block
+        layer by layer so each input is freed as soon as the next layer has consumed it.
+        At the top level this holds the buffer and one convolution output (about
+        ``e_1 + 2 f_0`` channels per voxel) instead of the skip, the upsampled tensor,
+        their concatenation and the output together.
+        """
+        cfg = self.config
+        skips: list[torch.Tensor | None] = []
+        h = x
+        for level, (enc, pool) in enumerate(zip(self.encoders, self.pools)):
+            h = enc(h)
+            skips.append(None if (cfg.n2v2 and level == 0) else h)
+            h = pool(h)
+        h = self.bottleneck(h)
+        for dec in self.decoders:
+            skip = skips.pop()
+            if skip is None:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            else:
+                c_up = h.shape[1]
+                fmt = (torch.channels_last if skip.dim() == 4 and not skip.is_contiguous()
+                       and skip.is_contiguous(memory_format=torch.channels_last)
+                       else torch.contiguous_format)
+                buf = torch.empty((skip.shape[0], c_up + skip.shape[1], *skip.shape[2:]),
+                                  dtype=h.dtype, device=h.device, memory_format=fmt)
+                _upsample2_into(buf[:, :c_up], h)
+                buf[:, c_up:].copy_(skip)
+                del skip
+                h = buf
+                del buf
+            for layer in dec.layers:
+                h = layer(h)
+        return h
+
+
+def _upsample2_into(dst: torch.Tensor, low: torch.Tensor) -> None:
+    """Write the 2x nearest-neighbour upsampling of ``low`` into the view ``dst``.
+
+    ``dst`` is ``(N, C, 2 s_1, ..., 2 s_d)`` and ``low`` ``(N, C, s_1, ..., s_d)``; equals
+    ``dst.copy_(F.interpolate(low, scale_factor=2, mode="nearest"))`` without the
+    intermediate tensor.
+    """
+    view, src = dst, low
+    for k, size in enumerate(low.shape[2:]):
+        view = view.unflatten(2 + 2 * k, (size, 2))
+        src = src.unsqueeze(3 + 2 * k)
+    view.copy_(src)
 
 
 def expected_weight_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
