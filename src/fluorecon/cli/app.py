@@ -319,6 +319,7 @@ def _add_commands() -> None:
     learned command runs, so ``fluorecon --help`` stays fast and works without it)."""
     from fluorecon.cli.learned import predict_command, train_app
     from fluorecon.cli.lightfield import lightfield_app
+    from fluorecon.cli.report import report_app
     from fluorecon.cli.restore3d import psf_from_beads_command
     from fluorecon.cli.sim import sim_app
     from fluorecon.cli.smlm import smlm_app
@@ -337,6 +338,10 @@ def _add_commands() -> None:
     app.add_typer(sim_app)  # fluorecon sim ...
     app.add_typer(lightfield_app)  # fluorecon lightfield ...
     app.add_typer(stream_app)  # fluorecon stream ...
+    from fluorecon.cli.export import export_command
+
+    app.command("export")(export_command)  # fluorecon export --format bioimageio|onnx
+    app.add_typer(report_app, name="report")  # fluorecon report train|evaluate
 
 
 _add_commands()

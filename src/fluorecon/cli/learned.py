@@ -35,14 +35,14 @@ from fluorecon.core.errors import (
     OutputExistsError,
     message,
 )
+from fluorecon.methods.training_folders import (
+    TRAINING_STATE,
+    checkpoint_dir_for,
+    prepare_training_output,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Suffix of the checkpoint folder written next to the model folder during training.
-CHECKPOINT_SUFFIX = ".checkpoint"
-#: Folder inside a model folder with the final training state (weights, Adam moments,
-#: random state), from which ``--resume --steps N`` extends a finished run.
-TRAINING_STATE = "training_state"
 
 train_app = typer.Typer(
     help="Train a restoration network (CARE, Noise2Noise, Noise2Void, Noise2Self) on image "
@@ -163,46 +163,6 @@ def _learned_class(name: str) -> Any:
     from fluorecon.methods import get_method
 
     return get_method(name)  # one-line ConfigError when torch is missing
-
-
-def checkpoint_dir_for(out: Path) -> Path:
-    """The checkpoint folder used while training the model folder ``out``."""
-    return out.with_name(out.name + CHECKPOINT_SUFFIX)
-
-
-def prepare_training_output(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
-    """Check the output and checkpoint folders; return the checkpoint folder and whether
-    a finished model is being extended (``--resume`` on a model folder with its saved
-    training state)."""
-    import shutil
-
-    from fluorecon.io.atomic import remove_path
-
-    ckpt = checkpoint_dir_for(out)
-    has_ckpt = (ckpt / "checkpoint.json").is_file()
-    state = out / TRAINING_STATE
-    # extending: a finished model with its training state (possibly interrupted before)
-    extending = resume and (state / "checkpoint.json").is_file()
-    if out.exists() and not overwrite and not extending:
-        raise OutputExistsError(message(f"an existing path {out}", "a new model folder",
-                                        "Pass --overwrite to replace it, --resume with more "
-                                        "--steps to extend it, or choose another --out."))
-    if resume and not has_ckpt and not extending:
-        raise InputFileError(message(f"--resume with no checkpoint in {ckpt}",
-                                     "the checkpoint of an interrupted run, or a model "
-                                     "folder with its training state",
-                                     "Drop --resume to start training, or pass the --out of "
-                                     "the interrupted run."))
-    if not resume and ckpt.exists():
-        if not overwrite:
-            raise OutputExistsError(message(f"a checkpoint of an interrupted run in {ckpt}",
-                                            "--resume to continue it, or --overwrite to start "
-                                            "afresh", "Rerun with --resume (same data and "
-                                            "options) or --overwrite."))
-        remove_path(ckpt)
-    if extending and not has_ckpt:  # work on a copy: the model stays intact until the end
-        shutil.copytree(state, ckpt)
-    return ckpt, extending
 
 
 def run_training(method_name: str, inputs: Sequence[Path], targets: Sequence[Path] | None, *,
@@ -492,7 +452,8 @@ def predict_command(
                                           ".npy, PNG).", show_default=False)],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder written by "
                                         "`fluorecon train` (config.json + "
-                                        "weights.safetensors).", show_default=False)],
+                                        "weights.safetensors), or a bioimage.io package "
+                                        "(.zip, folder, rdf.yaml).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image path; the "
                                          "format follows the suffix. Probabilistic models "
                                          "also write <stem>_scale<suffix>.",
@@ -501,7 +462,7 @@ def predict_command(
         "--axes", help="Axes of the input, one letter of STCZYX per dimension (S/T/C are "
                        "looped over; multi-channel models take C jointly). Default: from "
                        "the file; plain 2D/3D are YX/ZYX.")] = None,
-    tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 1 GiB memory "
+    tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 512 MiB memory "
                                       "budget; none: whole images; or a tile size (256, "
                                       "16x256x256). Tiles overlap by the receptive field and "
                                       "are cropped, so the result equals whole-image "
@@ -547,6 +508,16 @@ def predict_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Restore an image with a trained model folder (tiled, exact crop-and-stitch)."""
+    from fluorecon.cli.export import is_bioimageio_package, predict_bioimageio
+
+    if is_bioimageio_package(model):  # bioimage.io package: .zip, folder or rdf.yaml
+        predict_bioimageio(model, input, output, axes=axes, tile=tile, batch_size=batch_size,
+                           device=device, overwrite=overwrite, quiet=quiet, unsupported={
+                               "--tta": tta, "--uncertainty": uncertainty, "--consistency":
+                               consistency, "--stream": stream or resume or workers or
+                               scheduler, "--precision": precision != "fp32",
+                               "--compile": compile_net})
+        return
     from fluorecon.cli.stream import predict_streamed, wants_stream
 
     if wants_stream(stream=stream, resume=resume, workers=workers, scheduler=scheduler):

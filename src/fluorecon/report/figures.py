@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fluorecon.core.axes import check_axes
+from fluorecon.core.errors import ConfigError, message
 from fluorecon.io import write_bytes_atomic
 from fluorecon.normalize import affine_fit
 
@@ -110,3 +112,53 @@ def line_profiles(images: Mapping[str, np.ndarray], path: str | Path, *, axes: s
     ax.set_title(f"line profile, row y={row}", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     return write_bytes_atomic(path, _png_bytes(fig), overwrite=overwrite)
+
+
+def png_bytes(fig: Any) -> bytes:
+    """Render a :class:`matplotlib.figure.Figure` to PNG bytes (Agg canvas, no pyplot)."""
+    return _png_bytes(fig)
+
+
+def display_limits(image: np.ndarray, percentiles: tuple[float, float] = (0.3, 99.7)
+                   ) -> tuple[float, float]:
+    """Display range ``(lo, hi)``: the given percentiles of the finite values of ``image``.
+
+    ``hi`` is raised to ``lo + 1`` (same units) for a constant image, so a colour map
+    always has a non-empty range. The image is not modified and never rescaled.
+
+    Raises
+    ------
+    ConfigError
+        Percentiles outside ``0 <= low < high <= 100``.
+    """
+    low, high = (float(p) for p in percentiles)
+    if not 0.0 <= low < high <= 100.0:
+        raise ConfigError(message(f"display percentiles {percentiles}",
+                                  "0 <= low < high <= 100", "Pass e.g. (0.3, 99.7)."))
+    arr = np.asarray(image, dtype=np.float32)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, [low, high]))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def plane_at(image: np.ndarray, axes: str, *, z: int | None = None) -> np.ndarray:
+    """The 2D plane of ``image`` shown in reports: ``YX`` itself, ``ZYX`` at index ``z``
+    (default the middle slice); other axes at their first index (as :func:`display_plane`).
+
+    Raises
+    ------
+    ConfigError
+        ``z`` outside the Z range of a 3D image.
+    """
+    axes = check_axes(axes, ndim=np.ndim(image))
+    if z is None or "Z" not in axes:
+        return display_plane(image, axes)
+    nz = int(np.shape(image)[axes.index("Z")])
+    if not 0 <= z < nz:
+        raise ConfigError(message(f"z={z} for an image with {nz} Z slices",
+                                  f"0 <= z < {nz}", "Choose a slice inside the stack."))
+    arr = np.asarray(image, dtype=np.float32)
+    index = tuple(z if a == "Z" else (slice(None) if a in "YX" else 0) for a in axes)
+    return arr[index]
