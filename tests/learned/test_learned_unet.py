@@ -29,14 +29,18 @@ def _measured_half_width(cfg: UNetConfig, trials: int = 2) -> int:
     return reach
 
 
-@pytest.mark.parametrize("ndim,depth,kernel,n2v2,taper", [
-    (2, 1, 3, False, False), (2, 2, 3, False, False), (2, 2, 3, True, False),
-    (2, 1, 5, True, False), (2, 3, 3, False, False), (2, 2, 3, False, True),
-    (3, 1, 3, False, False), (3, 1, 3, True, True),
+@pytest.mark.parametrize("ndim,depth,kernel,n2v2,taper,up", [
+    (2, 1, 3, False, False, "nearest"), (2, 2, 3, False, False, "nearest"),
+    (2, 2, 3, True, False, "nearest"), (2, 1, 5, True, False, "nearest"),
+    (2, 3, 3, False, False, "nearest"), (2, 2, 3, False, True, "nearest"),
+    (3, 1, 3, False, False, "nearest"), (3, 1, 3, True, True, "nearest"),
+    (2, 2, 3, False, True, "linear"), (2, 3, 3, True, False, "linear"),
+    (3, 2, 3, False, False, "linear"),
 ])
-def test_receptive_field_formula_matches_impulse_response(ndim, depth, kernel, n2v2, taper):
+def test_receptive_field_formula_matches_impulse_response(ndim, depth, kernel, n2v2, taper,
+                                                          up):
     cfg = UNetConfig(ndim=ndim, depth=depth, base_filters=4, kernel_size=kernel, n2v2=n2v2,
-                     taper=taper)
+                     taper=taper, upsampling=up)
     assert _measured_half_width(cfg) == cfg.receptive_field
     assert cfg.divisible_by == 2 ** depth
 
@@ -111,6 +115,7 @@ def test_taper_is_the_csbdeep_careamics_layout():
 
 @pytest.mark.parametrize("kw", [
     dict(ndim=2), dict(ndim=3), dict(ndim=2, n2v2=True), dict(ndim=3, n2v2=True),
+    dict(ndim=2, upsampling="linear", taper=True), dict(ndim=3, upsampling="linear"),
     dict(ndim=2, taper=True, norm="batch", probabilistic=True, residual=True),
     dict(ndim=3, depth=3, taper=True, norm="group", groups=4),
 ])

@@ -159,3 +159,29 @@ def test_synthetic_test_input_respects_min_size(care2d):
     lo, hi = mc.input_norm.lo[0], mc.input_norm.hi[0]
     assert lo - 0.5 * (hi - lo) < np.median(x) < hi + 0.5 * (hi - lo)
     np.testing.assert_array_equal(x, synthetic_test_input(mc, halo=51, seed=1))
+
+
+def test_standalone_architecture_takes_every_unet_field():
+    """The generated module's config stand-in knows every UNetConfig field (new ones too)
+    and builds the same network for linear upsampling."""
+    import torch
+
+    from fluorecon.methods.learned.bioimageio_export import (
+        ARCHITECTURE_CALLABLE,
+        standalone_unet_source,
+    )
+    from fluorecon.methods.learned.unet import UNet, UNetConfig
+
+    namespace: dict = {}
+    exec(compile(standalone_unet_source(), "fluorecon_unet.py", "exec"), namespace)
+    cfg = UNetConfig(depth=2, base_filters=4, taper=True, upsampling="linear")
+    kwargs = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "version"}
+    torch.manual_seed(0)
+    ref = UNet(cfg).eval()
+    other = namespace[ARCHITECTURE_CALLABLE](**kwargs).eval()
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), ref(x))
+    with pytest.raises(TypeError, match="unknown U-Net settings"):
+        namespace[ARCHITECTURE_CALLABLE](no_such_field=1)

@@ -62,6 +62,9 @@ class LearnedConfig(MethodConfig, TrainingConfig):
                                                     "layers in the U-Net.")
     taper: bool = Field(default=False, description="CSBDeep/CAREamics U-Net layout (decoder "
                                                    "levels end with half their filters).")
+    upsampling: Literal["nearest", "linear"] = Field(
+        default="nearest", description="U-Net decoder upsampling: nearest, or (bi/tri)linear "
+                                       "as CAREamics.")
     probabilistic: bool = Field(default=False, description="Predict a per-pixel Laplace "
                                                            "scale too (trained by its NLL).")
     loss: Literal["mse", "mae", "laplace"] | None = Field(
@@ -232,7 +235,7 @@ class LearnedMethod(Method):
                           depth=c.depth, base_filters=c.base_filters,
                           kernel_size=c.kernel_size, norm=c.norm,
                           groups=math.gcd(8, c.base_filters), probabilistic=c.probabilistic,
-                          taper=c.taper)
+                          taper=c.taper, upsampling=c.upsampling)
         overrides = self._unet_overrides(in_channels, out_channels)
         return base.model_copy(update=overrides) if overrides else base
 

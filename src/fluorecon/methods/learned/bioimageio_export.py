@@ -144,21 +144,25 @@ in the package's weights; kwargs are the fields of ``UNetConfig`` (see rdf.yaml)
 from __future__ import annotations
 '''
 
-_ARCH_CONFIG = '''\
+def _arch_config_source() -> str:
+    """A plain-Python stand-in for the pydantic ``UNetConfig``, with its fields' defaults
+    read from the model class (so new architecture fields travel automatically)."""
+    defaults = {name: f.default for name, f in unet_module.UNetConfig.model_fields.items()}
+    return f'''\
 class UNetConfig:
-    \"\"\"Architecture settings (the fields of fluorecon's pydantic UNetConfig).\"\"\"
+    """Architecture settings (the fields of fluorecon's pydantic UNetConfig)."""
 
-    def __init__(self, *, ndim=2, in_channels=1, out_channels=1, depth=2, base_filters=32,
-                 kernel_size=3, norm="none", groups=8, residual=False, n2v2=False,
-                 final_activation="none", probabilistic=False, taper=False, version=1):
-        if ndim not in (2, 3) or kernel_size % 2 == 0 or depth < 1:
-            raise ValueError(f"invalid U-Net settings ndim={ndim}, depth={depth}, "
-                             f"kernel_size={kernel_size}")
-        self.ndim, self.in_channels, self.out_channels = ndim, in_channels, out_channels
-        self.depth, self.base_filters, self.kernel_size = depth, base_filters, kernel_size
-        self.norm, self.groups, self.residual, self.n2v2 = norm, groups, residual, n2v2
-        self.final_activation, self.probabilistic, self.taper = (final_activation,
-                                                                 probabilistic, taper)
+    _DEFAULTS = {defaults!r}
+
+    def __init__(self, **kwargs):
+        unknown = sorted(set(kwargs) - set(self._DEFAULTS))
+        if unknown:
+            raise TypeError(f"unknown U-Net settings {{unknown}}")
+        for key, value in {{**self._DEFAULTS, **kwargs}}.items():
+            setattr(self, key, value)
+        if self.ndim not in (2, 3) or self.kernel_size % 2 == 0 or self.depth < 1:
+            raise ValueError(f"invalid U-Net settings ndim={{self.ndim}}, "
+                             f"depth={{self.depth}}, kernel_size={{self.kernel_size}}")
 
     @property
     def divisible_by(self):
@@ -168,6 +172,7 @@ class UNetConfig:
     def n_outputs(self):
         return self.out_channels * (2 if self.probabilistic else 1)
 '''
+
 
 _ARCH_FOOTER = '''
 
@@ -209,7 +214,7 @@ def standalone_unet_source() -> str:
         elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.Assign, ast.AnnAssign)):
             parts.append(text)
     parts.insert(1, "\n".join(kept_imports))
-    parts.insert(2, _ARCH_CONFIG)
+    parts.insert(2, _arch_config_source())
     parts.append(_ARCH_FOOTER.format(callable=ARCHITECTURE_CALLABLE))
     return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
 

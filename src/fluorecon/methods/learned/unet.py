@@ -53,7 +53,8 @@ class UNetConfig(BaseConfig):
     (level :math:`l` counts :math:`2h \\cdot 2^l` input pixels), the second those of the
     decoder, the third the nearest-neighbour upsampling (a level-:math:`l` pixel copies a
     coarse pixel that reaches :math:`2^l` further on one side, depending on the parity of
-    its position), and the last (``b = 1`` for the N2V2 blur pool, else 0) the blur pool's
+    its position; linear upsampling also blends the next coarse pixel on the other side,
+    which doubles this term to :math:`2 (2^{D} - 1)`), and the last (``b = 1`` for the N2V2 blur pool, else 0) the blur pool's
     one extra coarse pixel on each side per downsampling. Max pooling adds nothing in
     this count, because a coarse pixel is charged for exactly the fine pixels it pools.
     The bound is tight (reached by some output pixels), as the tests check by measuring
@@ -87,6 +88,10 @@ class UNetConfig(BaseConfig):
                                                    "bottleneck and every decoder level but "
                                                    "the top end with half their filters "
                                                    "(about 30% fewer parameters and FLOPs).")
+    upsampling: Literal["nearest", "linear"] = Field(
+        default="nearest", description="Decoder upsampling: nearest neighbour, or "
+                                       "(bi/tri)linear as CAREamics' U-Net (smoother, "
+                                       "slightly larger receptive field).")
 
     @model_validator(mode="after")
     def _check(self) -> "UNetConfig":
@@ -111,7 +116,8 @@ class UNetConfig(BaseConfig):
         h = (self.kernel_size - 1) // 2
         d = self.depth
         up = 2 ** d - 1
-        return 2 * h * (2 ** (d + 1) - 1) + 2 * h * up + up + (up if self.n2v2 else 0)
+        lin = 2 if self.upsampling == "linear" else 1
+        return 2 * h * (2 ** (d + 1) - 1) + 2 * h * up + lin * up + (up if self.n2v2 else 0)
 
     @property
     def n_outputs(self) -> int:
@@ -231,7 +237,7 @@ class UNet(nn.Module):
             h = self.bottleneck(h)
             for i, dec in enumerate(self.decoders):
                 level = cfg.depth - 1 - i
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                h = self._upsample(h)
                 if not (cfg.n2v2 and level == 0):
                     h = torch.cat([h, skips[level]], dim=1)
                 h = dec(h)
@@ -246,6 +252,12 @@ class UNet(nn.Module):
         scale = F.softplus(out[:, cfg.out_channels:]) + MIN_SCALE
         return torch.cat([mean, scale], dim=1)
 
+
+    def _upsample(self, h: torch.Tensor) -> torch.Tensor:
+        if self.config.upsampling == "nearest":
+            return F.interpolate(h, scale_factor=2, mode="nearest")
+        mode = "bilinear" if self.config.ndim == 2 else "trilinear"
+        return F.interpolate(h, scale_factor=2, mode=mode, align_corners=False)
 
     def _features_lean(self, x: torch.Tensor) -> torch.Tensor:
         """The forward pass up to the head, holding as little memory as possible.
@@ -270,7 +282,7 @@ class UNet(nn.Module):
         for dec in self.decoders:
             skip = skips.pop()
             if skip is None:
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                h = self._upsample(h)
             else:
                 c_up = h.shape[1]
                 fmt = (torch.channels_last if skip.dim() == 4 and not skip.is_contiguous()
@@ -278,9 +290,12 @@ class UNet(nn.Module):
                        else torch.contiguous_format)
                 buf = torch.empty((skip.shape[0], c_up + skip.shape[1], *skip.shape[2:]),
                                   dtype=h.dtype, device=h.device, memory_format=fmt)
-                _upsample2_into(buf[:, :c_up], h)
                 buf[:, c_up:].copy_(skip)
                 del skip
+                if cfg.upsampling == "nearest":
+                    _upsample2_into(buf[:, :c_up], h)
+                else:
+                    buf[:, :c_up].copy_(self._upsample(h))
                 h = buf
                 del buf
             for layer in dec.layers:
