@@ -176,6 +176,31 @@ def norm_over_images(images: Sequence[np.ndarray], *, low: float, high: float,
     return estimate(values[:, None, :], "CYX").model_copy(update={"axes": block_axes})
 
 
+def predict_joint_channels(predict_block: Callable[[np.ndarray, str], np.ndarray],
+                           image: Any, axes: str, *, out_channels: int,
+                           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Apply a multi-channel ``predict_block`` to every ``C``-joint block of ``image``.
+
+    ``axes`` (checked, with a ``C`` axis) may hold ``S``/``T`` axes too, which are looped
+    over; each block goes to ``predict_block`` as ``"C" + spatial axes`` and must come
+    back with ``out_channels`` channels. Returns float32 in ``axes`` order.
+    """
+    arr = as_float32(image)
+    sp = spatial_axes(axes)
+    lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
+    order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
+    moved = np.transpose(arr, order)
+    out_shape = list(moved.shape)
+    out_shape[len(lead)] = out_channels
+    out = np.empty(out_shape, np.float32)
+    blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
+    for done, idx in enumerate(blocks, start=1):
+        out[idx] = predict_block(np.ascontiguousarray(moved[idx]), "C" + sp)
+        if progress is not None:
+            progress(done, len(blocks))
+    return np.transpose(out, np.argsort(order))
+
+
 class LearnedMethod(Method):
     """Base of learned methods: a U-Net trained by the shared engine.
 
@@ -505,20 +530,8 @@ class LearnedMethod(Method):
         if "C" not in axes:
             raise AxesError(message(f"axes {axes!r} for a model with {mc.unet.in_channels} "
                                     "input channels", "a C axis", "Pass e.g. axes='CYX'."))
-        arr = as_float32(image)
-        sp = spatial_axes(axes)
-        lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
-        order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
-        moved = np.transpose(arr, order)
-        out_shape = list(moved.shape)
-        out_shape[len(lead)] = mc.unet.out_channels
-        out = np.empty(out_shape, np.float32)
-        blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
-        for done, idx in enumerate(blocks, start=1):
-            out[idx] = self.predict_block(np.ascontiguousarray(moved[idx]), "C" + sp)
-            if progress is not None:
-                progress(done, len(blocks))
-        return np.transpose(out, np.argsort(order))
+        return predict_joint_channels(self.predict_block, image, axes,
+                                      out_channels=mc.unet.out_channels, progress=progress)
 
     # -- files -----------------------------------------------------------------------
     def save(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

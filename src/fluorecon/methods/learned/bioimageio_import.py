@@ -34,7 +34,6 @@ References
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import os
 import warnings
@@ -52,6 +51,7 @@ from fluorecon.core.axes import check_axes, spatial_axes
 from fluorecon.core.dtypes import as_float32
 from fluorecon.core.errors import AxesError, ConfigError, DataError, InputFileError, message
 from fluorecon.methods.base import Method, MethodConfig
+from fluorecon.methods.learned._base import predict_joint_channels
 
 #: Working memory per input voxel assumed for tile sizing (bytes): unknown networks are
 #: treated like a 32-filter U-Net (see ``LearnedMethod.bytes_per_voxel``).
@@ -679,20 +679,9 @@ class BioimageioModel(Method):
             raise AxesError(message(f"axes {axes!r} for a package with "
                                     f"{self.layout.in_channels} input channels", "a C axis",
                                     "Pass e.g. axes='CYX'."))
-        arr = as_float32(image)
-        sp = spatial_axes(axes)
-        lead = [i for i, a in enumerate(axes) if a not in sp and a != "C"]
-        order = lead + [axes.index("C")] + [axes.index(a) for a in sp]
-        moved = np.transpose(arr, order)
-        shape = list(moved.shape)
-        shape[len(lead)] = len(self.output_channels)
-        out = np.empty(shape, np.float32)
-        blocks = list(itertools.product(*(range(n) for n in moved.shape[: len(lead)])))
-        for done, idx in enumerate(blocks, start=1):
-            out[idx] = self.predict_block(np.ascontiguousarray(moved[idx]), "C" + sp)
-            if progress is not None:
-                progress(done, len(blocks))
-        return np.transpose(out, np.argsort(order))
+        return predict_joint_channels(self.predict_block, image, axes,
+                                      out_channels=len(self.output_channels),
+                                      progress=progress)
 
     def __repr__(self) -> str:
         return (f"BioimageioModel(source={self.config.source!r}, "
