@@ -106,7 +106,7 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
     pairs = _read_w2s(Path(job["data"]))
     arch = dict(depth=2, base_filters=32, norm="batch", taper=True,
                 patch_size=job["patch"], batch_size=job["batch_size"], steps=job["steps"],
-                seed=1)
+                seed=job.get("seed", 1))
     out: dict[str, Any] = {"tool": "fluorecon", "versions": {"torch": torch.__version__}}
     preds: dict[str, dict[str, np.ndarray]] = {}
     for algo in job["algorithms"]:
@@ -157,7 +157,7 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
             continue
         common = dict(experiment_name=f"bench_{algo}", data_type="array", axes="SYX",
                       patch_size=[job["patch"]] * 2, batch_size=job["batch_size"],
-                      logger="none", seed=1,
+                      logger="none", seed=job.get("seed", 1),
                       model_params={"depth": 2, "num_channels_init": 32})
         if algo == "care":
             x = np.stack([pairs[k][0] for k in CARE_TRAIN])
@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1, help="seed of both tools' training")
     ap.add_argument("--algorithms", default="n2v,n2s,care")
     ap.add_argument("--careamics-python")
     ap.add_argument("--setup-careamics", type=Path)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_learned_"))
     job = {"data": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
            "patch": args.patch, "threads": args.threads, "repeats": args.repeats,
-           "algorithms": algos, "throughput_algorithm": "n2v"}
+           "algorithms": algos, "throughput_algorithm": "n2v", "seed": args.seed}
     predict_variants = {"fluorecon": {"default (512 MiB tile budget)": {},
                                       "256 MiB tile budget": {"budget": 256 << 20},
                                       "whole image (1 GiB budget)": {"budget": 1 << 30}},
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                                             [str(Path(__file__).relative_to(ROOT))]
                                             + (argv if argv is not None else sys.argv[1:])) + "`",
              f"Settings: U-Net depth 2, 32 filters, batch norm, tapered decoder (CAREamics "
-             f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps.", "",
+             f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps, "
+             f"seed {args.seed}.", "",
              "| tool | method | steps | train s | steps/s | train peak RSS MB |",
              "|---|---|---|---|---|---|"]
     for tool, res in results.items():
