@@ -139,6 +139,14 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _careamics_predict(cam: Any, img: np.ndarray) -> np.ndarray:
+    """CAREamics' default prediction of one 2D image (the models were trained on SYX)."""
+    res = cam.predict(pred_data=img[None], axes="SYX")
+    arr = res[0] if isinstance(res, tuple) else res
+    arr = arr[0] if isinstance(arr, list) else arr
+    return np.asarray(arr, np.float32).reshape(img.shape)
+
+
 def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
     import careamics
     import torch
@@ -182,13 +190,7 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
         train_peak = _peak_rss_mb()
         steps = int(cam.trainer.global_step) if getattr(cam, "trainer", None) else epochs * per_epoch
 
-        def predict(img: np.ndarray) -> np.ndarray:
-            res = cam.predict(pred_data=img[None], axes="SYX")  # training axes had S
-            arr = res[0] if isinstance(res, tuple) else res
-            arr = arr[0] if isinstance(arr, list) else arr
-            return np.asarray(arr, np.float32).reshape(img.shape)
-
-        preds[algo] = {k: predict(pairs[k][0]) for k in test}
+        preds[algo] = {k: _careamics_predict(cam, pairs[k][0]) for k in test}
         row = {"train_s": train_s, "steps": steps, "train_peak_rss_mb": train_peak,
                "epochs": epochs}
         if algo == job["throughput_algorithm"]:
@@ -225,10 +227,7 @@ def _worker_predict(job: dict[str, Any]) -> dict[str, Any]:
                         enable_progress_bar=False)
 
         def predict(img: np.ndarray) -> np.ndarray:
-            res = cam.predict(pred_data=img[None], axes="SYX")
-            arr = res[0] if isinstance(res, tuple) else res
-            arr = arr[0] if isinstance(arr, list) else arr
-            return np.asarray(arr, np.float32).reshape(img.shape)
+            return _careamics_predict(cam, img)
 
     predict(big[:256, :256])  # warm-up
     loaded = _peak_rss_mb()
