@@ -26,7 +26,8 @@ runner = CliRunner()
 
 N2V_ARGS = ["--steps", "50", "--patch-size", "32", "--batch-size", "8", "--depth", "2",
             "--filters", "8", "--validation-fraction", "0.25", "--seed", "3",
-            "-p", "learning_rate=0.004", "-p", "validation_interval=25",
+            "-p", "learning_rate=0.004", "-p", "lr_schedule=plateau",
+            "-p", "validation_interval=25",
             "-p", "validation_patches=4", "-p", "masked_pixel_percentage=10", "-q"]
 
 
@@ -204,7 +205,8 @@ def test_train_care_probabilistic_writes_scale(data, tmp_path):
 
 def test_finished_model_extends_with_resume_and_more_steps(n2v_model, data, tmp_path):
     """The model folder keeps its training state; `--resume --steps 75` continues it to the
-    same weights as 75 steps straight, and the model stays intact until the end."""
+    same weights as 75 steps straight (plateau schedule: a cosine schedule depends on the
+    total), and the model stays intact until the end."""
     root, _ = data
     import shutil
 

@@ -113,39 +113,50 @@ def test_read_input_equals_slice_of_padded_image(mode, shape, tile, halo, div, r
         np.testing.assert_array_equal(x, full[win])
 
 
-@pytest.mark.parametrize(("shape", "halo", "div"), [((2048, 1500), 8, 8),
-                                                    ((40, 900, 1100), (2, 12, 12), (1, 8, 8)),
-                                                    ((37, 53), 3, 4)])
-@pytest.mark.parametrize("budget", [2**18, 2**22, 2**27])
-def test_choose_tile_shape_respects_budget_and_is_largest(shape, halo, div, budget):
-    bpv = 48.0
+def _computed(shape, tile, halo, div):
+    """Voxels the network computes for a plan, and its window volume."""
+    plan = plan_tiles(shape, tile_shape=tile, halo=halo, divisible_by=div)
+    window = math.prod(plan[0].input_shape)
+    return len(plan) * window, window, len(plan)
+
+
+@pytest.mark.parametrize(("shape", "halo", "div"), [((300, 260), 8, 8), ((37, 53), 3, 4),
+                                                    ((20, 90, 70), (2, 6, 6), (1, 4, 4))])
+@pytest.mark.parametrize("budget", [2**16, 2**19, 2**22])
+def test_choose_tile_shape_fits_and_computes_least(shape, halo, div, budget):
+    """Against brute force over every tile shape on the d-grid: the chosen plan fits the
+    budget and no fitting plan computes fewer voxels."""
+    bpv = 8.0
     nd = len(shape)
     halos, divs = _per_axis(halo, nd), _per_axis(div, nd)
-
-    def cost(tile):
-        return bpv * math.prod(window_size(n, t, h, d)
-                               for n, t, h, d in zip(shape, tile, halos, divs))
-
+    grids = [range(d, _roundup(n, d) + 1, d) for n, d in zip(shape, divs)]
+    feasible = []
+    for tile in itertools.product(*grids):
+        total, window, count = _computed(shape, tile, halos, divs)
+        if bpv * window <= budget:
+            feasible.append((total, count))
     try:
         tile = choose_tile_shape(shape, bytes_per_voxel=bpv, memory_budget_bytes=budget,
-                                 halo=halo, divisible_by=div)
+                                 halo=halo, divisible_by=div, min_tile=1)
     except ConfigError:
-        assert cost(tuple(min(16, _roundup(n, d)) for n, d in zip(shape, divs))) > budget
+        assert not feasible
         return
-    assert cost(tile) <= budget
+    total, window, count = _computed(shape, tile, halos, divs)
+    assert bpv * window <= budget
     assert all(t % d == 0 for t, d in zip(tile, divs))
-    # even: each axis' edge is the smallest (rounded to d) giving its number of tiles k
-    counts = [-(-n // t) for n, t in zip(shape, tile)]
-    assert tile == tuple(min(_roundup(-(-n // k), d), _roundup(n, d))
-                         for n, k, d in zip(shape, counts, divs))
-    # fewest tiles: one tile fewer along any split axis needs an edge s whose balanced tile
-    # (edge s along every axis not yet whole) exceeds the budget
-    split = [a for a, k in enumerate(counts) if k > 1]
-    if split:
-        s = min(_roundup(-(-shape[a] // (counts[a] - 1)), divs[a]) for a in split)
-        grown = tuple(min(max(t, _roundup(s, d)), _roundup(n, d))
-                      for t, n, d in zip(tile, shape, divs))
-        assert cost(grown) > budget
+    assert (total, count) <= min(feasible)
+
+
+def test_choose_tile_shape_splits_one_axis_and_pays_one_halo_per_boundary():
+    """A budget just short of the whole image: two tiles along one axis (not 2 x 2), each
+    window half the image plus one halo, so the network computes n + 2h per split axis."""
+    n, h = 1024, 23
+    budget = 4.0 * n * n * 0.9
+    tile = choose_tile_shape((n, n), bytes_per_voxel=4, memory_budget_bytes=budget, halo=h,
+                             divisible_by=4)
+    plan = plan_tiles((n, n), tile_shape=tile, halo=h, divisible_by=4)
+    assert len(plan) == 2
+    assert sorted(plan[0].input_shape) == [_roundup(n // 2 + h, 4), n]
 
 
 def test_choose_tile_shape_whole_image_when_it_fits():

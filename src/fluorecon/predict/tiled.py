@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fluorecon.core.errors import AxesError, ConfigError, message
+from fluorecon.core.heap import heap_reuse
 from fluorecon.predict._stream import (
     BatchFn,
     Progress,
@@ -175,6 +176,7 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     return result
 
 
+@heap_reuse()
 def predict_method_tiled(method: Method, image: Any, axes: str, *,
                          tile_shape: int | Sequence[int] | None = None,
                          memory_budget_bytes: float = DEFAULT_MEMORY_BUDGET,

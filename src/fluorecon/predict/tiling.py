@@ -14,6 +14,7 @@ this is what a network that needs divisible sizes does on a whole image. With
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -300,11 +301,43 @@ def plan_tiles(shape: Sequence[int], *, tile_shape: int | Sequence[int],
     return plan
 
 
+def _axis_options(n: int, halo: int, d: int, min_tile: int) -> list[tuple[int, int, int]]:
+    """``(window, tiles, tile)`` along one axis for every useful tile count, fewest first.
+
+    For ``k`` tiles the smallest window on the ``d``-grid is about ``(N + 2 h (k - 1)) / k``
+    (each interior boundary needs ``h`` of context on both sides, the image ends none), i.e.
+    ``tile = (n - 2 h) / k`` rounded up to ``d``; :func:`_plan_axis` gives the count and
+    window that tile really yields. Only options whose window shrinks are kept (a Pareto
+    front of window against tile count), down to a tile of ``min_tile``.
+    """
+    n_pad = _roundup(n, d)
+    smallest = min(_roundup(max(min_tile, 1), d), n_pad)
+    out: list[tuple[int, int, int]] = []
+    k = 1
+    while True:
+        t = n_pad if k == 1 else min(max(_roundup(-(-(n - 2 * halo) // k), d), smallest), n_pad)
+        ax = _plan_axis(n, t, halo, d)
+        while len(ax.starts) > k and t < n_pad:  # rounding cost a tile: widen by d
+            t = min(t + d, n_pad)
+            ax = _plan_axis(n, t, halo, d)
+        while t - d >= smallest:  # rounding up may have left a smaller window possible
+            narrower = _plan_axis(n, t - d, halo, d)
+            if len(narrower.starts) > len(ax.starts) or narrower.window >= ax.window:
+                break
+            t, ax = t - d, narrower
+        opt = (ax.window, len(ax.starts), t)
+        if not out or opt[0] < out[-1][0]:
+            out.append(opt)
+        if t <= smallest or opt[1] >= n:
+            return out
+        k = max(k + 1, opt[1] + 1)
+
+
 def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
                       memory_budget_bytes: float, halo: int | Sequence[int],
                       divisible_by: int | Sequence[int] = 1, batch_size: int = 1,
                       min_tile: int = 16) -> tuple[int, ...]:
-    """Largest balanced tile whose network input fits a memory budget.
+    """Tile shape that computes the fewest voxels while its network input fits a budget.
 
     Parameters
     ----------
@@ -327,7 +360,7 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
     -------
     tuple of int
         ``tile_shape`` for :func:`plan_tiles`: multiples of ``divisible_by``, the whole
-        (padded) image along axes where it fits.
+        (padded) image along axes where one tile is best.
 
     Raises
     ------
@@ -336,20 +369,23 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
 
     Notes
     -----
-    The estimate is ``batch_size * bytes_per_voxel * prod(P)`` with ``P`` the padded
-    window per axis (:func:`window_size`). Tiles are "balanced": the same edge length
-    ``s`` (rounded up to ``divisible_by``) along every axis, capped by the image, so
-    thin axes (a short Z stack) stay whole and the freed memory goes to the others. The
-    largest ``s`` that fits is found by bisection (memory grows with ``s``). The tiles are
-    then evened out: with ``k = ceil(n / s)`` tiles along an axis of ``n`` pixels, the
-    edge becomes ``ceil(n / k)`` (rounded up to ``divisible_by``), so all ``k`` tiles
-    are about equal instead of ``k - 1`` full tiles and a thin last one.
+    The memory estimate is ``batch_size * bytes_per_voxel * prod(P)`` with ``P`` the
+    network-input window per axis (:func:`window_size`). Among the plans whose window fits
+    the budget, the one with the least computed volume ``prod(k_a P_a)`` (``k_a`` tiles
+    of window ``P_a`` along axis ``a``) is chosen; ties go to fewer tiles. Along an axis
+    of ``n`` pixels ``k`` tiles need windows of about ``(n + 2 h (k - 1)) / k``: the halo
+    ``h`` is paid on both sides of each interior boundary only, not at the image ends, so
+    two tiles along an axis cost ``n + 2h`` voxels, not ``n + 4h``. Tiles are not forced
+    to be square: splitting a 2D image along one axis only (k = 1 x 2) computes less
+    than 2 x 2 tiles of the same memory. Every axis but the last is enumerated over its
+    tile counts; the last takes the fewest tiles that fit (its computed length only grows
+    with the count).
 
     Examples
     --------
     >>> choose_tile_shape((2048, 2048), bytes_per_voxel=64, memory_budget_bytes=2**26,
     ...                   halo=8, divisible_by=8)
-    (688, 688)
+    (1016, 680)
     """
     shp = _check_shape(shape)
     nd = len(shp)
@@ -363,30 +399,30 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
                 and math.isfinite(float(val)) and float(val) > 0):
             raise ConfigError(message(f"{name}={val!r}", "a positive finite number",
                                       f"Pass {name} in bytes, e.g. 2**30."))
-    n_pads = [_roundup(n, d) for n, d in zip(shp, divs)]
-
-    def tile_for(s: int) -> tuple[int, ...]:
-        return tuple(min(_roundup(s, d), npd) for d, npd in zip(divs, n_pads))
-
-    def cost(s: int) -> float:
-        vox = math.prod(window_size(n, t, h, d) for n, t, h, d in
-                        zip(shp, tile_for(s), halos, divs))
-        return float(batch_size) * float(bytes_per_voxel) * vox
-
-    lo, hi = min(min_tile, max(n_pads)), max(n_pads)
-    if cost(lo) > memory_budget_bytes:
+    options = [_axis_options(n, h, d, min_tile) for n, h, d in zip(shp, halos, divs)]
+    max_voxels = float(memory_budget_bytes) / (float(batch_size) * float(bytes_per_voxel))
+    smallest = math.prod(opts[-1][0] for opts in options)
+    if smallest > max_voxels:
+        tiles = tuple(opts[-1][2] for opts in options)
         raise ConfigError(message(
-            f"memory_budget_bytes={memory_budget_bytes:.3g} for tiles of {tile_for(lo)} "
-            f"with halo {halos} (needs {cost(lo):.3g} bytes at {bytes_per_voxel} bytes/voxel, "
-            f"batch {batch_size})", "a budget holding at least one smallest tile",
+            f"memory_budget_bytes={memory_budget_bytes:.3g} for tiles of {tiles} "
+            f"with halo {halos} (needs {smallest * batch_size * bytes_per_voxel:.3g} bytes at "
+            f"{bytes_per_voxel} bytes/voxel, batch {batch_size})",
+            "a budget holding at least one smallest tile",
             "Raise the memory budget, lower batch_size, or pass a smaller tile_shape."))
-    while lo < hi:  # largest s with cost(s) <= budget
-        mid = (lo + hi + 1) // 2
-        if cost(mid) <= memory_budget_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    # keep the number of tiles along each axis, but make them as even as possible: the
-    # last tile is then not a sliver that costs a full window (less memory, less compute)
-    return tuple(min(_roundup(-(-n // -(-n // t)), d), npd)
-                 for n, t, d, npd in zip(shp, tile_for(lo), divs, n_pads))
+    best: tuple[tuple[float, int], tuple[int, ...]] | None = None
+    last = options[-1]
+    last_neg = [-o[0] for o in last]
+    for head in itertools.product(*options[:-1]):
+        head_vox = math.prod(o[0] for o in head)
+        # fewest tiles along the last axis that fit (windows shrink along ``last``)
+        i = bisect.bisect_left(last_neg, -max_voxels / head_vox)
+        if i == len(last):
+            continue
+        tail = last[i]
+        combo = (*head, tail)
+        key = (float(math.prod(o[0] * o[1] for o in combo)), math.prod(o[1] for o in combo))
+        if best is None or key < best[0]:
+            best = (key, tuple(o[2] for o in combo))
+    assert best is not None  # the smallest windows fit (checked above)
+    return best[1]

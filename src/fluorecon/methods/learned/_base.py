@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from fluorecon.core.axes import check_axes, spatial_axes, to_canonical
 from fluorecon.core.dtypes import as_float32, check_image_array
 from fluorecon.core.errors import AxesError, ConfigError, DataError, InputFileError, message
+from fluorecon.core.heap import heap_reuse
 from fluorecon.methods.base import Method, MethodConfig
 from fluorecon.methods.learned.inference import InferenceNet, InferenceOptions, build_inference_net
 from fluorecon.methods.learned.model_io import ModelConfig, load_model, package_versions, save_model
@@ -515,6 +516,7 @@ class LearnedMethod(Method):
         mean, scale = self.predict_laplace_batch(np.asarray(block)[None], axes)
         return mean[0], scale[0]
 
+    @heap_reuse()
     def predict(self, image: Any, axes: str, *,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Apply the model to ``image`` (see :meth:`Method.predict`).

@@ -193,7 +193,8 @@ class LightFieldNet:
         tcfg = TrainingConfig(patch_size=cfg.patch_size, batch_size=cfg.batch_size,
                               steps=cfg.steps, learning_rate=cfg.learning_rate,
                               validation_interval=min(cfg.validation_interval, cfg.steps),
-                              validation_patches=8, seed=cfg.seed, augment=False)
+                              validation_patches=8, seed=cfg.seed, augment=False,
+                              lr_schedule="plateau")
         sampler = PatchSampler(xs, ys, (cfg.patch_size,) * 2, validation_fraction=0.1)
         torch.manual_seed(cfg.seed)
         net = UNet(self._unet_config())

@@ -292,7 +292,8 @@ class SIMNet:
         tcfg = TrainingConfig(patch_size=cfg.patch_size, batch_size=cfg.batch_size,
                               steps=cfg.steps, learning_rate=cfg.learning_rate,
                               validation_interval=min(cfg.validation_interval, cfg.steps),
-                              validation_patches=8, seed=cfg.seed, augment=True)
+                              validation_patches=8, seed=cfg.seed, augment=True,
+                              lr_schedule="plateau")
         sampler = PatchSampler(xs, ys, (cfg.patch_size,) * 2, validation_fraction=0.1)
         torch.manual_seed(cfg.seed)
         ucfg = self._unet_config()

@@ -40,6 +40,7 @@ from torch import nn
 
 from fluorecon.core.config import BaseConfig
 from fluorecon.core.errors import ConfigError, DataError, InputFileError, OutputExistsError, message
+from fluorecon.core.heap import heap_reuse
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -70,9 +71,10 @@ class TrainingConfig(BaseConfig):
                                 "(ZYX order). Must be divisible by 2**depth.")
     batch_size: int = Field(default=16, ge=1, le=4096, description="Patches per step.")
     steps: int = Field(default=2000, ge=1, description="Optimiser steps (updates).")
-    learning_rate: float = Field(default=4e-4, gt=0, le=1.0, description="Adam learning rate.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1.0, description="Adam (peak) "
+                                                                       "learning rate.")
     lr_schedule: Literal["plateau", "cosine", "constant"] = Field(
-        default="plateau", description="plateau: multiply by lr_factor after lr_patience "
+        default="cosine", description="plateau: multiply by lr_factor after lr_patience "
                                        "validations without improvement; cosine: anneal to "
                                        "min_lr over all steps; constant.")
     lr_factor: float = Field(default=0.5, gt=0, lt=1, description="Plateau reduction factor.")
@@ -432,6 +434,7 @@ def _cosine(cfg: TrainingConfig, step: int) -> float:
     return cfg.min_lr + (cfg.learning_rate - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+@heap_reuse()
 def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: TrainingConfig,
           *, fingerprint: str = "", checkpoint_dir: str | os.PathLike[str] | None = None,
           resume: bool = False, progress: ProgressFn | None = None,
