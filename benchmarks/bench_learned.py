@@ -324,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     job = {"data": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
            "patch": args.patch, "threads": args.threads, "repeats": args.repeats,
            "algorithms": algos, "throughput_algorithm": "n2v", "seed": args.seed}
-    predict_variants = {"fluorecon": {"default (512 MiB tile budget)": {},
-                                      "256 MiB tile budget": {"budget": 256 << 20},
+    predict_variants = {"fluorecon": {"default (256 MiB tile budget)": {},
+                                      "512 MiB tile budget": {"budget": 512 << 20},
                                       "whole image (1 GiB budget)": {"budget": 1 << 30}},
                         "careamics": {"default": {}}}
     results: dict[str, dict[str, Any]] = {}

@@ -462,7 +462,7 @@ def predict_command(
         "--axes", help="Axes of the input, one letter of STCZYX per dimension (S/T/C are "
                        "looped over; multi-channel models take C jointly). Default: from "
                        "the file; plain 2D/3D are YX/ZYX.")] = None,
-    tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 512 MiB memory "
+    tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 256 MiB memory "
                                       "budget; none: whole images; or a tile size (256, "
                                       "16x256x256). Tiles overlap by the receptive field and "
                                       "are cropped, so the result equals whole-image "

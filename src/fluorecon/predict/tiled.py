@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from fluorecon.methods.base import Method
 
 #: Default memory allowed for one batch of tiles (bytes).
-DEFAULT_MEMORY_BUDGET = 1 << 29
+DEFAULT_MEMORY_BUDGET = 1 << 28
 #: Default working memory per network-input voxel (bytes): a conservative figure for a
 #: small U-Net in float32; pass the real one for large networks.
 DEFAULT_BYTES_PER_VOXEL = 256.0
@@ -69,7 +69,7 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
         Receptive-field half-width of ``fn`` in pixels (per spatial axis).
     divisible_by : int or sequence of int, default 1
         Required multiple of the network-input size (``2**depth`` for a U-Net).
-    memory_budget_bytes : float, default 512 MiB
+    memory_budget_bytes : float, default 256 MiB
         Memory allowed for one batch when ``tile_shape`` is chosen automatically.
     bytes_per_voxel : float, default 256
         Working memory of ``fn`` per spatial voxel of its input (network activations
