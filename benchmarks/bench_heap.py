@@ -25,18 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "denoise_w2s_fmd_8bit" / "w2s"
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from bench_learned import DEFAULT_DATA as DATA  # benchmarks/ is on sys.path when run
+from bench_learned import _peak_rss_mb
 
 
 def _images() -> list[np.ndarray]:

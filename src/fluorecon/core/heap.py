@@ -5,9 +5,9 @@ dynamic threshold) by a fresh ``mmap`` and returns it with ``munmap`` when freed
 forward pass or training step allocates and frees tensors of tens to hundreds of MiB
 (a 32-channel float32 feature map of one megapixel is 128 MiB), so every call page-faults
 and zero-fills all of its working memory again. Measured on the 2-core machine of
-``docs/benchmarks.md``: U-Net prediction of a 1024x1024 image at 0.50-0.53 MPix/s with
-glibc's defaults and about 0.8 MPix/s with the heap reused; an N2V training step of 128
-patches 25 % faster. This is the effect tcmalloc/jemalloc preloading has (Intel's
+``docs/benchmarks.md`` (``benchmarks/bench_heap.py``, ``bench_learned.py``): N2V training
+steps of 128 patches 1.3x faster, and a fresh process predicting a 1024x1024 image in two
+tiles 1.6x faster (0.47 -> 0.77 MPix/s). This is the effect tcmalloc/jemalloc preloading has (Intel's
 PyTorch CPU tuning guide recommends them) without preloading anything.
 
 :func:`heap_reuse` raises both thresholds for the duration of a ``with`` block, so freed
@@ -80,7 +80,7 @@ def heap_reuse() -> Iterator[None]:
     12582912.0
     """
     global _depth
-    lib = _glibc() if heap_reuse_enabled() else None
+    lib = None if os.environ.get("FLUORECON_HEAP_REUSE", "1") == "0" else _glibc()
     if lib is None:
         yield
         return
