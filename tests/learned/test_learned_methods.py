@@ -145,6 +145,9 @@ def test_untrained_and_registry():
         CARE(depth=3, patch_size=36)
     with pytest.raises(ConfigError, match="laplace"):
         CARE(loss="laplace")
+    # every learned method's default rate follows its batch size (training.default_learning_rate)
+    assert Noise2Void(batch_size=128).config.learning_rate == pytest.approx(2e-3)
+    assert CARE(batch_size=8).config.training_config().learning_rate == 1e-3
 
 
 @pytest.mark.parametrize("replacement", ["uniform", "median"])

@@ -13,6 +13,7 @@ from fluorecon.methods.learned.training import (
     SupervisedObjective,
     TrainingConfig,
     augment_batch,
+    default_learning_rate,
     pixel_loss,
     plot_history,
     read_history_csv,
@@ -217,6 +218,25 @@ def test_cosine_schedule_and_config_checks():
         TrainingConfig.build(validation_fraction=0.0)
     with pytest.raises(ConfigError, match="patch_size"):
         TrainingConfig().patch_shape(2) and TrainingConfig(patch_size=(8, 8)).patch_shape(3)
+
+
+def test_default_learning_rate_follows_the_batch_size():
+    # 1e-3 up to 32 patches, square-root scaling above; an explicit rate always wins.
+    assert [default_learning_rate(b) for b in (1, 16, 32)] == [1e-3] * 3
+    assert default_learning_rate(128) == pytest.approx(2e-3)
+    assert default_learning_rate(512) == pytest.approx(4e-3)
+    assert TrainingConfig().learning_rate == 1e-3
+    assert TrainingConfig(batch_size=128).learning_rate == pytest.approx(2e-3)
+    assert TrainingConfig(batch_size="128", learning_rate=None).learning_rate == pytest.approx(2e-3)
+    assert TrainingConfig(batch_size=128, learning_rate=5e-4).learning_rate == 5e-4
+    # the resolved rate is stored, so a saved config reloads (and resumes) with it
+    cfg = TrainingConfig(batch_size=64)
+    assert TrainingConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    with pytest.raises(ConfigError, match="batch_size") as err:
+        TrainingConfig.build(batch_size="many")
+    assert "learning_rate" not in str(err.value)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainingConfig.build(batch_size=128, learning_rate=0)
 
 
 def test_history_csv_and_plot(tmp_path):
