@@ -38,6 +38,12 @@ def _load_builtins() -> None:
         importlib.import_module("fluorecon.methods.learned_names")
 
 
+def import_target(target: str) -> Any:
+    """Import ``"package.module:Name"`` and return ``Name`` (the form of lazy entries)."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def get_method(name: str) -> type[Method]:
     """Return the method class registered as ``name``.
 
@@ -52,9 +58,8 @@ def get_method(name: str) -> type[Method]:
         raise ConfigError(message(f"method {name!r}", f"one of {', '.join(available())}",
                                   "Check the spelling (fluorecon methods lists them)."))
     if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
         try:
-            entry = getattr(importlib.import_module(module), attr)
+            entry = import_target(entry)
         except ImportError as exc:
             missing = exc.name or "a dependency"
             raise ConfigError(message(f"method {name!r}, which needs {missing} (not installed)",

@@ -21,7 +21,6 @@ Importing this package imports torch; the registry reaches these methods lazily 
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -46,23 +45,21 @@ from fluorecon.methods.learned.n2s import N2SConfig, Noise2Self, donut_interpola
 from fluorecon.methods.learned.training import PatchSampler, TrainingConfig, TrainResult, train
 from fluorecon.methods.learned.unet import UNet, UNetConfig
 from fluorecon.methods.learned_names import LEARNED_METHODS
+from fluorecon.methods.registry import import_target
 
-#: Classes imported on first attribute access (see the module docstring).
-_LAZY_CLASSES = {
-    "LearnedDeconvolution": "fluorecon.methods.learned.deconv",
-    "LearnedUpsampling": "fluorecon.methods.learned.upsample",
-    "IsotropicCARE": "fluorecon.methods.learned.iso",
-}
-#: Methods that save model folders: ``config.json``'s ``method`` -> ``"module:Class"``.
-_BY_NAME: dict[str, str] = {name: target for name, target in LEARNED_METHODS.items()
-                            if name != "dip"}
+#: Class name -> registry entry of the classes imported on first attribute access (see
+#: the module docstring).
+_LAZY_CLASSES = {LEARNED_METHODS[name].partition(":")[2]: LEARNED_METHODS[name]
+                 for name in ("deconv", "upsample", "iso")}
+#: Methods that save model folders (the ``method`` of their ``config.json``).
+_WITH_MODEL_FOLDER = frozenset(LEARNED_METHODS) - {"dip"}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY_CLASSES.get(name)
-    if module is None:
+    target = _LAZY_CLASSES.get(name)
+    if target is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = import_target(target)
     globals()[name] = value
     return value
 
@@ -71,13 +68,12 @@ def load_model_method(folder: str | os.PathLike[str], *, device: str | None = No
                       ) -> LearnedMethod:
     """Load any learned model folder as its method (the class named in ``config.json``)."""
     mc = read_model_config(folder)
-    target = _BY_NAME.get(mc.method)
-    if target is None:
+    if mc.method not in _WITH_MODEL_FOLDER:
         raise InputFileError(message(f"a model of method {mc.method!r} in {folder}",
-                                     f"one of {', '.join(sorted(_BY_NAME))}",
+                                     f"one of {', '.join(sorted(_WITH_MODEL_FOLDER))}",
                                      "Load it with the package that wrote it."))
-    module, _, attr = target.partition(":")
-    cls: type[LearnedMethod] = getattr(importlib.import_module(module), attr)
+    # the class itself, not get_method(): that would import the classical methods too
+    cls: type[LearnedMethod] = import_target(LEARNED_METHODS[mc.method])
     return cls.load(folder, device=device)
 
 
