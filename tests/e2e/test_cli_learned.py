@@ -203,6 +203,36 @@ def test_train_care_probabilistic_writes_scale(data, tmp_path):
     assert "wrote" in result.stderr
 
 
+def test_train_struct_n2v_and_mirror_tta(data, tmp_path, monkeypatch):
+    root, _ = data
+    model = tmp_path / "struct"
+    small = ["--steps", "6", "--patch-size", "32", "--batch-size", "4", "--depth", "1",
+             "--filters", "4", "-p", "validation_interval=6", "-p", "validation_patches=2",
+             "-q"]
+    result = run("train", "n2v", root / "noisy", "-o", model, "--struct", "vertical", *small)
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["method_config"]["struct_mask"] == "vertical"
+    assert cfg["method_config"]["rotate"] is False
+    # --tta on a model trained without 90-degree turns averages the 4 mirror images only
+    import fluorecon.predict.tta as tta
+
+    calls = []
+    real = tta.tta_predict
+    monkeypatch.setattr(tta, "tta_predict",
+                        lambda *a, **k: calls.append(k["rotations"]) or real(*a, **k))
+    result = run("predict", "-m", model, root / "test.tif", "-o", tmp_path / "p.tif", "--tta",
+                 "-q")
+    assert result.exit_code == 0, result.output
+    assert calls and not any(calls)
+    # contradictions fail in one line
+    assert_one_line_error(run("train", "n2v", root / "noisy", "-o", tmp_path / "m2",
+                              "--struct", "vertical", "-p", "rotate=true", *small), "rotate")
+    assert_one_line_error(run("train", "n2v", root / "noisy", "-o", tmp_path / "m3",
+                              "--struct", "vertical", "-p", "struct_mask=cross", *small),
+                          "struct_mask")
+
+
 def test_finished_model_extends_with_resume_and_more_steps(n2v_model, data, tmp_path):
     """The model folder keeps its training state; `--resume --steps 75` continues it to the
     same weights as 75 steps straight (plateau schedule: a cosine schedule depends on the

@@ -16,6 +16,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -52,6 +53,14 @@ train_app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+class StructMask(str, Enum):
+    """``--struct`` choices of ``fluorecon train n2v`` (N2VConfig.struct_mask)."""
+
+    horizontal = "horizontal"
+    vertical = "vertical"
+    cross = "cross"
 
 
 class _Interrupted(Exception):
@@ -367,14 +376,15 @@ def _train_parameters(*, paired: bool, extra: Sequence[inspect.Parameter] = ()
 
 def _train_command(command: str, doc: str, *, paired: bool,
                    extra: Sequence[inspect.Parameter] = (),
-                   method_name: Callable[[dict[str, Any]], str] | None = None
+                   method_name: Callable[[dict[str, Any]], str] | None = None,
+                   extra_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                    ) -> Callable[..., None]:
     """Register ``fluorecon train COMMAND`` and return it (as ``train_<command>``).
 
     The command takes the parameters of :func:`_train_parameters` (its signature is what
     typer reads) and calls :func:`run_training` with the method ``method_name(arguments)``
     (default ``command``), the targets when ``paired``, and the config fields of the
-    shared options and ``--param``.
+    shared options, of ``extra_fields(arguments)`` (None values skipped) and ``--param``.
     """
     from fluorecon.cli.stream import parallel_parameters  # --devices, --nodes
 
@@ -385,13 +395,21 @@ def _train_command(command: str, doc: str, *, paired: bool,
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
+        fields = _fields(a["patch_size"], a["steps"], a["batch_size"],
+                         a["validation_fraction"], a["seed"], a["depth"], a["filters"],
+                         a["probabilistic"], a["param"])
+        for k, v in (extra_fields(a) if extra_fields else {}).items():
+            if v is None:
+                continue
+            if k in fields:
+                raise ConfigError(message(f"{k} given both as an option and as --param",
+                                          "one value", f"Drop --param {k}=..."))
+            fields[k] = v
         run_training(method_name(a) if method_name else command, a["inputs"],
                      a["target"] if paired else None, out=a["out"], axes=a["axes"],
                      resume=a["resume"], overwrite=a["overwrite"], quiet=a["quiet"],
                      device=a["device"], devices=a["devices"], nodes=a["nodes"],
-                     fields=_fields(a["patch_size"], a["steps"], a["batch_size"],
-                                    a["validation_fraction"], a["seed"], a["depth"],
-                                    a["filters"], a["probabilistic"], a["param"]))
+                     fields=fields)
 
     train_command.__name__ = train_command.__qualname__ = f"train_{command}"
     train_command.__doc__ = doc
@@ -413,8 +431,16 @@ train_n2v = _train_command(
         "n2v2", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False,
         annotation=Annotated[bool, typer.Option("--n2v2", help="N2V2 variant (blur pooling, "
                                                 "no top skip, median replacement): no "
-                                                "checkerboard artefacts.")])],
-    method_name=lambda a: "n2v2" if a["n2v2"] else "n2v")
+                                                "checkerboard artefacts.")]),
+        inspect.Parameter(
+        "struct", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+        annotation=Annotated[StructMask | None, typer.Option(
+            "--struct", help="structN2V: also hide the neighbours along this line around "
+                             "every masked pixel, for noise correlated along X (horizontal), "
+                             "Y (vertical) or both (cross); horizontal/vertical train "
+                             "without 90-degree turns. Span: --param struct_span=5.")])],
+    method_name=lambda a: "n2v2" if a["n2v2"] else "n2v",
+    extra_fields=lambda a: {"struct_mask": a["struct"].value if a["struct"] else None})
 train_n2s = _train_command(
     "n2s", "Noise2Self: self-supervised J-invariant training with grid masking.",
     paired=False)
@@ -595,7 +621,9 @@ def predict_command(
                 return method.predict_laplace_batch(batch, block_axes)[1]
             return method.predict_batch(batch, block_axes)
 
-        return with_tta(fn, ndim_spatial=len(sp), channels=counts is not None) if tta else fn
+        # a model trained without 90-degree turns (Y and X differ) averages mirrors only
+        return with_tta(fn, ndim_spatial=len(sp), channels=counts is not None,
+                        rotations=getattr(method.config, "rotate", True)) if tta else fn
 
     with progress_bar(f"predict ({mc.method})", enabled=not quiet) as cb:
         for i, kind in enumerate(kinds):

@@ -11,7 +11,8 @@ whole-image prediction for any function with a bounded receptive field.
 - :func:`predict_method_tiled` drives any :class:`~fluorecon.methods.Method`.
 - :func:`predict_blended` averages overlapping tiles with smooth weights, for functions
   whose receptive field is unbounded (never exact, but seamless).
-- :func:`tta_predict` / :func:`with_tta` average over the 8 in-plane flips/rotations.
+- :func:`tta_predict` / :func:`with_tta` average over the 8 in-plane flips/rotations (or
+  the 4 mirror images).
 
 Example::
 
@@ -28,11 +29,12 @@ from fluorecon.predict.tiled import (
     predict_tiled,
 )
 from fluorecon.predict.tiling import PAD_MODES, Tile, choose_tile_shape, plan_tiles, window_size
-from fluorecon.predict.tta import TRANSFORMS, tta_predict, with_tta
+from fluorecon.predict.tta import MIRRORS, TRANSFORMS, tta_predict, with_tta
 
 __all__ = [
     "DEFAULT_BYTES_PER_VOXEL",
     "DEFAULT_MEMORY_BUDGET",
+    "MIRRORS",
     "PAD_MODES",
     "TRANSFORMS",
     "Tile",

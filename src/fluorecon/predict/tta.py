@@ -1,4 +1,5 @@
-"""Test-time augmentation over the eight in-plane flips and rotations (dihedral group D4)."""
+"""Test-time augmentation over the eight in-plane flips and rotations (dihedral group D4),
+or over its four mirror images for models trained without 90-degree turns."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ BatchFn = Callable[[np.ndarray], np.ndarray]
 #: plane, then (if ``flip``) mirror X.
 TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True)
                                                  for k in range(4))
+#: The 4 transforms that keep the Y and X axes apart (identity, the two mirrors, the half
+#: turn): for models trained on data whose Y and X differ (``rotate=False``).
+MIRRORS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in (0, 2))
 
 
 def _forward(x: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -28,7 +32,7 @@ def _inverse(y: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
-                channels: bool = False) -> np.ndarray:
+                channels: bool = False, rotations: bool = True) -> np.ndarray:
     """Average ``fn`` over the 8 in-plane flips/rotations, mapping each output back.
 
     Parameters
@@ -45,6 +49,9 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
     channels : bool, default False
         ``batch`` is ``(B, C, *spatial)`` and ``fn`` may return another number of
         channels ``(B, C_out, *spatial)`` (multi-channel networks).
+    rotations : bool, default True
+        False: average over the 4 :data:`MIRRORS` only (no 90-degree turns), for models
+        trained without them (e.g. structN2V on row or column noise).
 
     Returns
     -------
@@ -58,8 +65,8 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
     :math:`f(x)`, so TTA returns :math:`f(x)` (up to rounding). For any other function it
     returns the projection of :math:`f` onto the equivariant functions, the usual
     variance-reducing ensemble of CARE / Noise2Void predictions. Exactly 8 calls of
-    ``fn`` (one per transform, each on the whole batch); outputs are accumulated in
-    float64.
+    ``fn`` (one per transform, each on the whole batch; 4 with ``rotations=False``);
+    outputs are accumulated in float64.
 
     Examples
     --------
@@ -82,7 +89,8 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
                                 f"{want}", "Add the batch axis, e.g. batch[None]."))
     arr = arr.astype(np.float32, copy=False)
     acc: np.ndarray | None = None
-    for k, flip in TRANSFORMS:
+    group = TRANSFORMS if rotations else MIRRORS
+    for k, flip in group:
         x = np.ascontiguousarray(_forward(arr, k, flip))
         y = np.asarray(fn(x))
         ok = (y.shape[0] == x.shape[0] and y.shape[2:] == x.shape[2:] and y.ndim == x.ndim
@@ -93,11 +101,13 @@ def tta_predict(fn: BatchFn, batch: np.ndarray, *, ndim_spatial: int,
         back = _inverse(y, k, flip)
         acc = back.astype(np.float64) if acc is None else acc + back
     assert acc is not None
-    return (acc / len(TRANSFORMS)).astype(np.float32)
+    return (acc / len(group)).astype(np.float32)
 
 
-def with_tta(fn: BatchFn, *, ndim_spatial: int, channels: bool = False) -> BatchFn:
-    """Wrap ``fn`` so every call averages over the 8 in-plane transforms.
+def with_tta(fn: BatchFn, *, ndim_spatial: int, channels: bool = False,
+             rotations: bool = True) -> BatchFn:
+    """Wrap ``fn`` so every call averages over the 8 in-plane transforms (4 mirror
+    images with ``rotations=False``).
 
     The result plugs into :func:`~fluorecon.predict.predict_tiled`; since each tile is
     augmented with its own halo, tiled TTA equals whole-image TTA for a local ``fn``.
@@ -107,6 +117,7 @@ def with_tta(fn: BatchFn, *, ndim_spatial: int, channels: bool = False) -> Batch
                                   "Pass the number of spatial axes of the batch."))
 
     def wrapped(batch: np.ndarray) -> np.ndarray:
-        return tta_predict(fn, batch, ndim_spatial=ndim_spatial, channels=channels)
+        return tta_predict(fn, batch, ndim_spatial=ndim_spatial, channels=channels,
+                           rotations=rotations)
 
     return wrapped

@@ -49,6 +49,10 @@ from fluorecon.normalize.percentile import lattice_strides
 #: Environment variable overriding the number of CPU threads torch uses (default: all).
 THREADS_ENV = "FLUORECON_NUM_THREADS"
 
+#: Config fields added after checkpoints were first written, with their defaults: left out
+#: of a run's fingerprint at these values, so checkpoints written before them still resume.
+_ADDED_FIELDS: dict[str, object] = {"rotate": True, "struct_mask": "none", "struct_span": 5}
+
 _SelfSupervised = TypeVar("_SelfSupervised", bound="SelfSupervisedMethod")
 
 
@@ -363,9 +367,11 @@ class LearnedMethod(Method):
                                foreground_weight=tcfg.foreground_weight)
         fp = hashlib.blake2b(digest_size=16)
         fp.update(self.name.encode())
-        # steps are left out, so a finished run can be extended to more steps
-        fp.update(json.dumps(cfg.model_dump(mode="json", exclude={"steps"}),
-                             sort_keys=True).encode())
+        # steps are left out, so a finished run can be extended to more steps; fields added
+        # later are left out at their defaults, so older checkpoints still resume
+        dump = {k: v for k, v in cfg.model_dump(mode="json", exclude={"steps"}).items()
+                if k not in _ADDED_FIELDS or v != _ADDED_FIELDS[k]}
+        fp.update(json.dumps(dump, sort_keys=True).encode())
         fp.update(unet_cfg.to_json().encode())
         fp.update(data_fingerprint(xs + ([] if same else ys)).encode())
         threads = configure_threads()

@@ -69,9 +69,10 @@ class RankShard:
     def __init__(self, sampler: PatchSampler, rank: int, world_size: int) -> None:
         self.sampler, self.rank, self.world_size = sampler, rank, world_size
 
-    def train_batch(self, batch_size: int, rng: np.random.Generator, *, augment: bool
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        xb, yb = self.sampler.train_batch(batch_size * self.world_size, rng, augment=augment)
+    def train_batch(self, batch_size: int, rng: np.random.Generator, *, augment: bool,
+                    rotate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        xb, yb = self.sampler.train_batch(batch_size * self.world_size, rng, augment=augment,
+                                          rotate=rotate)
         part = slice(self.rank * batch_size, (self.rank + 1) * batch_size)
         return np.ascontiguousarray(xb[part]), np.ascontiguousarray(yb[part])
 

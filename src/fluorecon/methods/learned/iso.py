@@ -49,16 +49,18 @@ class IsoConfig(SimulationConfig):
                                                "mean (of the positive parts).")
     both_lateral_axes: bool = Field(default=True, description="Train on planes degraded along"
                                                               " Y and along X.")
-    augment: bool = Field(default=False, description="Must stay False: 90-degree turns would "
-                                                     "move the degraded axis.")
+    augment: bool = Field(default=False, description="Random mirror images of the training "
+                                                     "planes; needs rotate=False (90-degree "
+                                                     "turns would move the degraded axis).")
     interpolation_order: Literal[1, 3] = Field(default=3, description="Axial interpolation "
                                                "onto the isotropic grid: 1 linear, 3 cubic.")
 
     @model_validator(mode="after")
     def _check_iso(self) -> "IsoConfig":
-        if self.augment:
-            raise ValueError("augment must be False for iso: the degraded direction is axis 0 "
-                             "of every training plane, and rotations would move it")
+        if self.augment and self.rotate:
+            raise ValueError("augment=True needs rotate=False for iso: the degraded direction "
+                             "is axis 0 of every training plane, and 90-degree turns would "
+                             "move it (mirror images keep it)")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Noise2Void and N2V2: self-supervised denoising by blind-spot masking.
+"""Noise2Void, N2V2 and structN2V: self-supervised denoising by blind-spot masking.
 
 References
 ----------
@@ -6,6 +6,8 @@ References
    images", CVPR 2019.
 .. [2] E. Höck et al., "N2V2 - fixing Noise2Void checkerboard artifacts with modified
    sampling strategies and a tweaked network architecture", ECCV Workshops 2022.
+.. [3] C. Broaddus, A. Krull, M. Weigert, U. Schmidt, G. Myers, "Removing structured noise
+   with self-supervised blind-spot networks", ISBI 2020.
 """
 
 from __future__ import annotations
@@ -15,15 +17,37 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from fluorecon.methods.learned._base import LearnedConfig, SelfSupervisedMethod
 from fluorecon.methods.learned.training import Objective
 
 
+#: structN2V patterns: the in-plane (YX) directions along which the noise is correlated.
+STRUCT_MASKS = ("none", "horizontal", "vertical", "cross")
+
+
+def struct_offsets(struct: str, span: int) -> np.ndarray:
+    """YX offsets, ``(k, 2)``, of a structN2V pattern around (not including) its centre.
+
+    ``horizontal``: the ``span - 1`` other pixels of the centre's row within ``span // 2``
+    along X; ``vertical``: the same along Y; ``cross``: both; ``none``: no offsets.
+    """
+    if struct not in STRUCT_MASKS:
+        raise ValueError(f"unknown struct mask {struct!r}; one of {STRUCT_MASKS}")
+    h = span // 2
+    line = [d for d in range(-h, h + 1) if d]
+    out = []
+    if struct in ("horizontal", "cross"):
+        out += [(0, d) for d in line]
+    if struct in ("vertical", "cross"):
+        out += [(d, 0) for d in line]
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
 def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: float,
-                    radius: int = 2, replacement: str = "uniform"
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    radius: int = 2, replacement: str = "uniform", struct: str = "none",
+                    struct_span: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Mask pixels of a batch for blind-spot training.
 
     Parameters
@@ -41,7 +65,16 @@ def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: fl
         centre and without positions outside the patch.
     replacement : {"uniform", "median"}
         ``uniform`` (N2V): the value of a uniformly random *other* pixel of the window;
-        ``median`` (N2V2): the median of the window without the centre pixel.
+        ``median`` (N2V2): the median of the window without the centre pixel. With a
+        ``struct`` pattern its pixels are not part of the window either.
+    struct : {"none", "horizontal", "vertical", "cross"}
+        structN2V [3]_: also hide the pixels of this in-plane pattern around every masked
+        pixel (:func:`struct_offsets`), each replaced by a value drawn uniformly between
+        the minimum and maximum of its patch and channel (as CAREamics). Noise correlated
+        along the pattern (e.g. row or column noise of a camera, line-scan artefacts) then
+        cannot be read from the neighbours.
+    struct_span : int
+        Odd length of the pattern's lines (centre included).
 
     Returns
     -------
@@ -54,7 +87,8 @@ def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: fl
     -----
     Channels are masked independently (each channel has its own random pixels). The centre
     pixel is never part of its own replacement, also at the border, so the network cannot
-    learn the identity at masked pixels.
+    learn the identity at masked pixels. In 3D the struct pattern lies in the YX plane of
+    the masked pixel.
     """
     n, c, *sp = batch.shape
     nd = len(sp)
@@ -66,8 +100,10 @@ def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: fl
     keep = np.all([co < s for co, s in zip(coords, sp)], axis=0)
     ni, ci = lead[0][keep], lead[1][keep]
     coords = [co[keep] for co in coords]
+    pattern = struct_offsets(struct, struct_span)
+    hidden = {(0,) * (nd - 2) + (int(dy), int(dx)) for dy, dx in pattern}
     offsets = np.array([o for o in itertools.product(range(-radius, radius + 1), repeat=nd)
-                        if any(o)], dtype=np.int64)
+                        if any(o) and o not in hidden], dtype=np.int64)
     masked = np.array(batch, dtype=np.float32, copy=True)
     m = coords[0].size
 
@@ -94,6 +130,18 @@ def blind_spot_mask(batch: np.ndarray, rng: np.random.Generator, *, fraction: fl
         values = np.nanmedian(vals, axis=1)
     else:
         raise ValueError(f"unknown replacement {replacement!r}")
+    if len(pattern):
+        # every pattern pixel of every masked pixel (inside the patch), then random values
+        sq = [co[:, None] for co in coords[:-2]] + [
+            coords[-2][:, None] + pattern[None, :, 0], coords[-1][:, None] + pattern[None, :, 1]]
+        sq = [np.broadcast_to(q, (m, len(pattern))) for q in sq]
+        ok = inside(sq)
+        sn = np.broadcast_to(ni[:, None], ok.shape)[ok]
+        sc = np.broadcast_to(ci[:, None], ok.shape)[ok]
+        sq = [q[ok] for q in sq]
+        flat = batch.reshape(n, c, -1)
+        lo, hi = flat.min(axis=2), flat.max(axis=2)
+        masked[(sn, sc, *sq)] = lo[sn, sc] + (hi[sn, sc] - lo[sn, sc]) * rng.random(sn.size)
     masked[(ni, ci, *coords)] = values
     mask = np.zeros(batch.shape, np.float32)
     mask[(ni, ci, *coords)] = 1.0
@@ -108,11 +156,14 @@ class BlindSpotObjective:
     fraction: float
     radius: int
     replacement: str
+    struct: str = "none"
+    struct_span: int = 5
 
     def make_batch(self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         masked, mask = blind_spot_mask(inputs, rng, fraction=self.fraction,
-                                       radius=self.radius, replacement=self.replacement)
+                                       radius=self.radius, replacement=self.replacement,
+                                       struct=self.struct, struct_span=self.struct_span)
         return masked, targets, mask
 
 
@@ -130,6 +181,38 @@ class N2VConfig(LearnedConfig):
         default=None, description="Masked-pixel replacement: uniform neighbour (N2V) or "
                                   "neighbourhood median without centre (N2V2); default by "
                                   "n2v2.")
+    struct_mask: Literal["none", "horizontal", "vertical", "cross"] = Field(
+        default="none", description="structN2V: also hide this in-plane pattern around every "
+                                    "masked pixel, for noise correlated along X "
+                                    "(horizontal), Y (vertical) or both (cross). A "
+                                    "horizontal or vertical pattern turns 90-degree "
+                                    "rotations off (rotate=False).")
+    struct_span: int = Field(default=5, ge=3, le=15, description="Odd length of the struct "
+                                                                 "pattern's lines.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _struct_rotation(cls, data: Any) -> Any:
+        """A directional struct pattern defaults to mirror-only augmentation."""
+        if (isinstance(data, dict) and data.get("struct_mask") in ("horizontal", "vertical")
+                and data.get("rotate") is None):
+            return {**data, "rotate": False}
+        return data
+
+    @field_validator("struct_span")
+    @classmethod
+    def _odd_span(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"struct_span must be odd, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_struct(self) -> "N2VConfig":
+        if self.struct_mask in ("horizontal", "vertical") and self.augment and self.rotate:
+            raise ValueError(f"struct_mask={self.struct_mask!r} with rotate=True: 90-degree "
+                             "turns would make the noise correlation run the other way; "
+                             "leave rotate unset (False) or use struct_mask='cross'")
+        return self
 
     @property
     def replacement_name(self) -> str:
@@ -154,7 +237,9 @@ class Noise2Void(SelfSupervisedMethod):
     replacement). Prediction applies the network to the unmasked image; the output is in
     the input's units (one normalisation, computed on the training images). Noise that is
     correlated between neighbouring pixels (e.g. after demosaicing or scanning artefacts)
-    is partly learned as signal.
+    is partly learned as signal; where it runs along rows or columns (camera line noise,
+    line scanning), ``struct_mask`` (structN2V [3]_) hides the neighbours along that line
+    as well (see :func:`blind_spot_mask`).
     """
 
     name: ClassVar[str] = "n2v"
@@ -170,12 +255,16 @@ class Noise2Void(SelfSupervisedMethod):
         c = self.config
         return BlindSpotObjective(loss=c.loss_name, fraction=c.masked_pixel_percentage / 100,
                                   radius=c.neighbourhood_radius,
-                                  replacement=c.replacement_name)
+                                  replacement=c.replacement_name, struct=c.struct_mask,
+                                  struct_span=c.struct_span)
 
     def _masking_info(self) -> dict[str, Any]:
         c = self.config
-        return {"percentage": c.masked_pixel_percentage, "radius": c.neighbourhood_radius,
+        info = {"percentage": c.masked_pixel_percentage, "radius": c.neighbourhood_radius,
                 "replacement": c.replacement_name}
+        if c.struct_mask != "none":
+            info.update(struct_mask=c.struct_mask, struct_span=c.struct_span)
+        return info
 
 
 class N2V2Config(N2VConfig):

@@ -126,6 +126,10 @@ class TrainingConfig(BaseConfig):
                                                       "validation loss, not the last.")
     augment: bool = Field(default=True, description="Random flips and 90-degree rotations "
                                                     "in the YX plane (8-fold).")
+    rotate: bool = Field(default=True, description="With augment: also 90-degree turns in "
+                                                   "the YX plane; False: the 4 mirror "
+                                                   "images only (noise, optics or sampling "
+                                                   "that differ between Y and X).")
     foreground_weight: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Fraction of patches drawn with probability "
                                                  "proportional to their mean target "
@@ -233,18 +237,19 @@ def pixel_loss(output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor 
 
 
 # -- patch sampling -----------------------------------------------------------------------
-def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,
+                  rotate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Apply one random element of the YX dihedral group (8 when Y == X) per sample.
 
     ``x`` and ``y`` are ``(N, C, *spatial)``; the same transform is applied to both. With
-    non-square YX patches only the 4 flips are used (a 90-degree turn would change the
-    shape). Z is never flipped or rotated (anisotropic sampling).
+    non-square YX patches, or ``rotate=False``, only the 4 mirror images (identity, the two
+    flips, the half turn) are used: a 90-degree turn would change the shape, or swap Y and
+    X. Z is never flipped or rotated (anisotropic sampling).
     """
     xs, ys = [], []
-    square = x.shape[-1] == x.shape[-2]
+    turns = rotate and x.shape[-1] == x.shape[-2]
     for i in range(x.shape[0]):
-        k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+        k = int(rng.integers(4)) if turns else 2 * int(rng.integers(2))
         flip = bool(rng.integers(2))
         xi, yi = np.rot90(x[i], k, axes=(-2, -1)), np.rot90(y[i], k, axes=(-2, -1))
         if flip:
@@ -374,9 +379,10 @@ class PatchSampler:
                                     for s, c, p in zip(r.start, corner, self.patch))
         return self.inputs[r.image][sl], self.targets[r.image][sl]
 
-    def train_batch(self, batch_size: int, rng: np.random.Generator, *, augment: bool
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """``batch_size`` random training patches, ``(N, C_in, *patch)``, ``(N, C_out, *patch)``."""
+    def train_batch(self, batch_size: int, rng: np.random.Generator, *, augment: bool,
+                    rotate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``batch_size`` random training patches, ``(N, C_in, *patch)``, ``(N, C_out, *patch)``,
+        augmented by :func:`augment_batch` when ``augment``."""
         p_img = self._counts / self._counts.sum()
         xs, ys = [], []
         for _ in range(batch_size):
@@ -387,7 +393,7 @@ class PatchSampler:
             ys.append(y)
         xb, yb = np.stack(xs), np.stack(ys)
         if augment:
-            xb, yb = augment_batch(xb, yb, rng)
+            xb, yb = augment_batch(xb, yb, rng, rotate=rotate)
         return xb, yb
 
     def validation_set(self, n: int, rng: np.random.Generator
@@ -645,7 +651,8 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
             phase = "pre"
             rng_before = rng.bit_generator.state
             t0 = time.perf_counter()
-            xb, yb = sampler.train_batch(config.batch_size, rng, augment=config.augment)
+            xb, yb = sampler.train_batch(config.batch_size, rng, augment=config.augment,
+                                         rotate=config.rotate)
             xi, ti, wi = objective.make_batch(xb, yb, rng)
             if config.lr_schedule == "cosine":
                 lr_now = _cosine(config, st.step)

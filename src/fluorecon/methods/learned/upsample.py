@@ -54,9 +54,10 @@ class UpsampleConfig(SimulationConfig):
                 or ax != "".join(a for a in "ZYX" if a in ax):
             raise ValueError(f"upsample_axes must be distinct letters of ZYX in that order "
                              f"(e.g. 'YX', 'Z', 'ZYX'), got {ax!r}")
-        if self.augment and ("Y" in ax) != ("X" in ax):
+        if self.augment and self.rotate and ("Y" in ax) != ("X" in ax):
             raise ValueError(f"upsample_axes {ax!r} upsamples only one of Y and X: set "
-                             "augment=False (90-degree turns would move that axis)")
+                             "rotate=False (mirror images only) or augment=False "
+                             "(90-degree turns would move that axis)")
         return self
 
 
@@ -180,7 +181,7 @@ class LearnedUpsampling(SimulatedCARE):
         net.train()
         g_sum = d_sum = 0.0
         for step in range(1, c.adversarial_steps + 1):
-            xb, yb = sampler.train_batch(c.batch_size, rng, augment=c.augment)
+            xb, yb = sampler.train_batch(c.batch_size, rng, augment=c.augment, rotate=c.rotate)
             x = torch.from_numpy(xb).to(dev)
             y = torch.from_numpy(yb).to(dev)
             fake = net(x)[:, :1]
