@@ -251,10 +251,13 @@ def _worker_predict(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------- driver ---
-def _run_worker(python: str, tool: str, job: dict[str, Any]) -> dict[str, Any]:
+def _run_worker(python: str, tool: str, job: dict[str, Any], *,
+                script: str | os.PathLike[str] = __file__) -> dict[str, Any]:
+    """Run ``script --worker TOOL --job JSON`` under ``python`` with ``job["threads"]``
+    threads and return the JSON after its last ``RESULT `` line (stop on failure)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(job["threads"]),
                MKL_NUM_THREADS=str(job["threads"]), PYTHONWARNINGS="ignore")
-    proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", tool,
+    proc = subprocess.run([python, str(Path(script).resolve()), "--worker", tool,
                            "--job", json.dumps(job)], capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:

@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_learned import _run_worker  # benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"row-correlated": 3, "white": 1}  # read-noise box length along X
@@ -134,18 +134,6 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
                                            "torch": torch.__version__}}
 
 
-def _run_worker(python: str, tool: str, job: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(job["threads"]),
-               MKL_NUM_THREADS=str(job["threads"]), PYTHONWARNINGS="ignore")
-    proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", tool,
-                           "--job", json.dumps(job)], capture_output=True, text=True, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
-        raise SystemExit(f"{tool} worker failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len("RESULT "):])
-
-
 # -------------------------------------------------------------------------- driver ---
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -185,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     for tool, python in runs:
         load.append(os.getloadavg()[0])
         results[tool] = _run_worker(python, tool, dict(job, pred_file=str(tmp / f"{tool}.npz"),
-                                                       work_dir=str(tmp / tool)))
+                                                       work_dir=str(tmp / tool)),
+                                    script=__file__)
         with np.load(tmp / f"{tool}.npz") as z:
             preds[tool] = {k.replace("__", "/"): z[k] for k in z.files}
     load.append(os.getloadavg()[0])

@@ -335,13 +335,15 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 
 def _fields(patch_size: str | None, steps: int | None, batch_size: int | None,
             validation_fraction: float | None, seed: int | None, depth: int | None,
-            filters: int | None, probabilistic: bool, param: list[str] | None
-            ) -> dict[str, Any]:
+            filters: int | None, probabilistic: bool, param: list[str] | None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Config fields of the options (None: not given), ``extra`` method options and
+    ``--param``; a field given both as an option and as ``--param`` is an error."""
     fields = parse_params(param)
     named = {"patch_size": parse_patch_size(patch_size), "steps": steps,
              "batch_size": batch_size, "validation_fraction": validation_fraction,
              "seed": seed, "depth": depth, "base_filters": filters,
-             "probabilistic": probabilistic or None}
+             "probabilistic": probabilistic or None, **(extra or {})}
     for k, v in named.items():
         if v is not None:
             if k in fields:
@@ -397,14 +399,8 @@ def _train_command(command: str, doc: str, *, paired: bool,
         a = bound.arguments
         fields = _fields(a["patch_size"], a["steps"], a["batch_size"],
                          a["validation_fraction"], a["seed"], a["depth"], a["filters"],
-                         a["probabilistic"], a["param"])
-        for k, v in (extra_fields(a) if extra_fields else {}).items():
-            if v is None:
-                continue
-            if k in fields:
-                raise ConfigError(message(f"{k} given both as an option and as --param",
-                                          "one value", f"Drop --param {k}=..."))
-            fields[k] = v
+                         a["probabilistic"], a["param"],
+                         extra_fields(a) if extra_fields else None)
         run_training(method_name(a) if method_name else command, a["inputs"],
                      a["target"] if paired else None, out=a["out"], axes=a["axes"],
                      resume=a["resume"], overwrite=a["overwrite"], quiet=a["quiet"],
