@@ -274,3 +274,43 @@ def test_finished_run_extends_to_more_steps_exactly(tmp_path, schedule):
     with pytest.raises(ConfigError, match="steps >= 12"):
         train(_net(), PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg8,
               checkpoint_dir=ck, resume=True, device="cpu", fingerprint="f")
+
+
+def test_interrupt_inside_the_forward_pass_keeps_batch_norm_statistics(tmp_path):
+    """Batch norm updates its running statistics during the forward pass; a step
+    interrupted after that (before its optimiser update) must leave them as they were,
+    or the resumed run counts that batch twice."""
+    from torch import nn
+
+    xs, ys = _data()
+    cfg = _cfg(lr_schedule="constant", keep_best=False, steps=8, checkpoint_interval=3)
+
+    class Trip(nn.Module):
+        def __init__(self, at=0):
+            super().__init__()
+            self.at, self.calls = at, 0
+
+        def forward(self, x):
+            if torch.is_grad_enabled():  # training passes only, not validation
+                self.calls += 1
+                if self.calls == self.at:
+                    raise KeyboardInterrupt
+            return x
+
+    def net(at=0):
+        torch.manual_seed(0)
+        return nn.Sequential(UNet(UNetConfig(ndim=2, depth=1, base_filters=4, norm="batch")),
+                             Trip(at))
+
+    ref = net()
+    train(ref, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg, device="cpu")
+    with pytest.raises(KeyboardInterrupt):  # in step 5; the last checkpoint is step 3's
+        train(net(at=5), PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg,
+              checkpoint_dir=tmp_path, device="cpu")
+    resumed = net()
+    train(resumed, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), cfg,
+          checkpoint_dir=tmp_path, resume=True, device="cpu")
+    want = _weights(ref)
+    got = _weights(resumed)
+    assert any("running_mean" in k for k in got)
+    assert all(torch.equal(want[k], v) for k, v in got.items())

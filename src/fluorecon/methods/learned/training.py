@@ -635,6 +635,9 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
     net.train()
     phase = "idle"
     rng_before: dict[str, Any] = rng.bit_generator.state
+    # the forward pass updates batch-norm running statistics: an interrupted step undoes it
+    buffers = list(net.buffers())
+    buffers_before: list[torch.Tensor] = []
     snapshot: tuple[_State, dict[str, torch.Tensor] | None] = (st, best_weights)
     try:
         while True:
@@ -648,6 +651,7 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
                     progress(st.step, config.steps, {"loss": st.last_loss, "lr": st.lr, **logs})
             if st.finished or st.step >= config.steps:
                 break
+            buffers_before = [b.detach().clone() for b in buffers]
             phase = "pre"
             rng_before = rng.bit_generator.state
             t0 = time.perf_counter()
@@ -688,6 +692,9 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
         if ckpt_out is not None and phase != "update":
             if phase == "pre":  # nothing applied yet: rewind the random draws of this step
                 rng.bit_generator.state = rng_before
+                with torch.no_grad():
+                    for b, saved in zip(buffers, buffers_before):
+                        b.copy_(saved)
             elif phase == "post":  # validation is redone on resume: undo its partial effects
                 saved, best_weights = snapshot
                 for f in dataclasses.fields(st):
