@@ -17,5 +17,11 @@ LEARNED_METHODS: dict[str, str] = {
     "iso": "fluorecon.methods.learned.iso:IsotropicCARE",
 }
 
+#: structN2V patterns (``N2VConfig.struct_mask``): the in-plane (YX) directions along which
+#: the noise is correlated; here so that torch-free front ends can offer them.
+STRUCT_MASKS = ("none", "horizontal", "vertical", "cross")
+#: The blind-spot methods, which take a struct mask.
+BLIND_SPOT_METHODS = ("n2v", "n2v2")
+
 for _name, _target in LEARNED_METHODS.items():
     register_lazy(_name, _target)

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from fluorecon.core.errors import ConfigError, FluoreconError, message
+from fluorecon.methods.learned_names import BLIND_SPOT_METHODS, STRUCT_MASKS
 from fluorecon.napari._jobs import (
     TRAINABLE,
     CancelToken,
@@ -523,6 +524,13 @@ class TrainWidget(_JobWidget):
                                             "by its negative log-likelihood); enables "
                                             "uncertainty in the Restore widget.")
         self.seed_spin = _spin(0, 2**31 - 1, 0, "Random seed (same seed, same model).")
+        self.struct_combo = QComboBox()
+        self.struct_combo.addItems(list(STRUCT_MASKS))
+        self.struct_combo.setToolTip("n2v / n2v2 only. structN2V: noise correlated along "
+                                     "rows (horizontal), columns (vertical) or both (cross), "
+                                     "e.g. camera line noise or line scanning, is hidden "
+                                     "from the network instead of being learned as signal. "
+                                     "Horizontal/vertical train with mirror images only.")
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("model folder to write")
         self.out_button = QPushButton("Browse...")
@@ -550,6 +558,7 @@ class TrainWidget(_JobWidget):
         self.form.addRow("depth", self.depth_spin)
         self.form.addRow("base filters", self.filters_spin)
         self.form.addRow("seed", self.seed_spin)
+        self.form.addRow("correlated noise", self.struct_combo)
         self.form.addRow("", self.probabilistic_check)
         self.form.addRow("model folder", out_widget)
         flags = QHBoxLayout()
@@ -572,6 +581,7 @@ class TrainWidget(_JobWidget):
 
     def _on_method(self, name: str) -> None:
         self.target_combo.setEnabled(TRAINABLE.get(name, False))
+        self.struct_combo.setEnabled(name in BLIND_SPOT_METHODS)
 
     def _browse_out(self) -> None:  # pragma: no cover - needs a user
         folder, _ = QFileDialog.getSaveFileName(self, "Model folder to write")
@@ -607,6 +617,9 @@ class TrainWidget(_JobWidget):
                   "base_filters": self.filters_spin.value(),
                   "probabilistic": self.probabilistic_check.isChecked(),
                   "seed": self.seed_spin.value()}
+        struct = self.struct_combo.currentText()
+        if method in BLIND_SPOT_METHODS and struct != "none":
+            fields["struct_mask"] = struct
         from fluorecon.methods.registry import get_method
 
         get_method(method).Config.build(**fields)  # validate now (no torch needed)

@@ -154,3 +154,22 @@ def test_ensemble_uncertainty_and_cancel_between_tiles(tmp_path):
     with pytest.raises(Cancelled):
         restore(noisy, "YX", model=ens, token=token, progress=progress)
     assert len(calls) == 1  # the second member's tiles never ran
+
+
+def test_structn2v_from_the_train_widget(viewer, train_widget, qtbot, tmp_path):
+    noisy, _ = [viewer.add_image(d, **kw) for d, kw, _ in
+                sample_layers("denoise", (48, 48), seed=13)]
+    w = train_widget
+    w.method_combo.setCurrentText("care")
+    assert not w.struct_combo.isEnabled()  # a blind-spot option only
+    out = tmp_path / "struct-model"
+    _tiny(w, "n2v2", noisy.name, out)
+    assert w.struct_combo.isEnabled()
+    w.struct_combo.setCurrentText("horizontal")
+    w.apply_check.setChecked(False)
+    assert _run(qtbot, w) == "done", w.status.text()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "n2v2"
+    mc = cfg["method_config"]
+    # a row pattern trains on mirror images only (90-degree turns would make it a column)
+    assert mc["struct_mask"] == "horizontal" and mc["rotate"] is False

@@ -21,10 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fluorecon.methods.learned._base import LearnedConfig, SelfSupervisedMethod
 from fluorecon.methods.learned.training import Objective
-
-
-#: structN2V patterns: the in-plane (YX) directions along which the noise is correlated.
-STRUCT_MASKS = ("none", "horizontal", "vertical", "cross")
+from fluorecon.methods.learned_names import STRUCT_MASKS
 
 
 def struct_offsets(struct: str, span: int) -> np.ndarray:
