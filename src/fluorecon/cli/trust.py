@@ -37,6 +37,7 @@ from fluorecon.cli.learned import (
     StepsOpt,
     ValOpt,
     _fields,
+    _Interrupted,
     _say,
     cli_errors,
     expand_image_paths,
@@ -44,7 +45,13 @@ from fluorecon.cli.learned import (
     train_app,
 )
 from fluorecon.cli.progress import progress_bar
-from fluorecon.core.errors import ConfigError, DataError, OutputExistsError, message
+from fluorecon.core.errors import (
+    ConfigError,
+    DataError,
+    InputFileError,
+    OutputExistsError,
+    message,
+)
 
 __all__ = ["calibrate_command", "predict_with_uncertainty", "qc_command", "register",
            "tagged_path", "train_ensemble_command", "write_consistency"]
@@ -110,12 +117,24 @@ def train_ensemble_command(
     probabilistic: ProbOpt = False,
     param: ParamOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing "
-                                            "ensemble folder.")] = False,
+                                            "ensemble folder (and discard the checkpoint "
+                                            "of an interrupted run).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run "
+                                         "from <out>.checkpoint (same data and settings): "
+                                         "finished members are kept, the interrupted one "
+                                         "continues exactly.")] = False,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train K models with different seeds (and data splits) as an ensemble."""
+    """Train K models with different seeds (and data splits) as an ensemble.
+
+    Members checkpoint into ``<out>.checkpoint/member_NN/``; Ctrl-C leaves them there
+    (exit code 130) and ``--resume`` continues. The folder is removed once the ensemble
+    is written.
+    """
     _trust_import()
+    from fluorecon.io.atomic import remove_path
+    from fluorecon.methods.training_folders import checkpoint_dir_for
     from fluorecon.trust.ensembles import train_ensemble
 
     if split not in ("none", "bootstrap", "leave-out"):
@@ -124,6 +143,22 @@ def train_ensemble_command(
     if out.exists() and not overwrite:
         raise OutputExistsError(message(f"an existing path {out}", "a new ensemble folder",
                                         "Pass --overwrite or choose another --out."))
+    ckpt = checkpoint_dir_for(out)
+
+    def has_checkpoint() -> bool:
+        return any(ckpt.glob("member_*/checkpoint.json"))
+
+    if resume and not has_checkpoint():
+        raise InputFileError(message(f"--resume without a checkpoint in {ckpt}",
+                                     "the checkpoint folder of an interrupted run",
+                                     "Drop --resume to start a new ensemble."))
+    if not resume and ckpt.exists():
+        if not overwrite:
+            raise OutputExistsError(message(f"the checkpoint of an interrupted run in {ckpt}",
+                                            "no checkpoint, or --resume",
+                                            "Pass --resume to continue it, or --overwrite "
+                                            "to start over."))
+        remove_path(ckpt)
     fields = _fields(patch_size, steps, batch_size, validation_fraction, None, depth,
                      filters, probabilistic, param)
     in_paths = expand_image_paths(inputs, what="input")
@@ -139,11 +174,16 @@ def train_ensemble_command(
         if tg_axes != in_axes:
             raise DataError(message(f"targets with axes {tg_axes!r} and inputs with "
                                     f"{in_axes!r}", "one layout", "Pass --axes."))
-    with progress_bar(f"train ensemble ({method} x{members})", enabled=not quiet) as cb:
-        ens = train_ensemble(method, xs, ys, axes=in_axes, k=members,
-                             data_split=split,  # type: ignore[arg-type]
-                             seed=seed or 0, config=fields, progress=cb, device=device)
+    try:
+        with progress_bar(f"train ensemble ({method} x{members})", enabled=not quiet) as cb:
+            ens = train_ensemble(method, xs, ys, axes=in_axes, k=members,
+                                 data_split=split,  # type: ignore[arg-type]
+                                 seed=seed or 0, config=fields, progress=cb, device=device,
+                                 checkpoint_root=ckpt, resume=resume)
+    except KeyboardInterrupt:
+        raise _Interrupted(ckpt if has_checkpoint() else None) from None
     ens.save(out, overwrite=overwrite)
+    remove_path(ckpt)
     if not quiet:
         _say(f"wrote {out} ({members} members of {method})")
 

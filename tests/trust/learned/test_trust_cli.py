@@ -97,3 +97,46 @@ def test_cli_errors(trained, tmp_path):
     _fails(["train", "ensemble", root / "train" / "in", "--out", root / "ens", "-k", "2"])
     _fails(["qc", root / "test.tif", "--model", root / "ens", "--out", tmp_path / "r2",
             "--task", "deconvolve"])
+
+
+def test_train_ensemble_ctrl_c_then_resume_equals_uninterrupted(trained, tmp_path,
+                                                                monkeypatch):
+    import contextlib
+
+    import fluorecon.cli.trust as trust_cli
+
+    root = trained
+    args = ["train", "ensemble", root / "train" / "in", "--target", root / "train" / "tg",
+            "--out", tmp_path / "ens", "-k", "2", "--probabilistic", *TINY]
+    real_bar = trust_cli.progress_bar
+
+    @contextlib.contextmanager
+    def interrupting_bar(description, *, enabled=True):
+        def cb(done, total):
+            if done == 65:  # member 1 (of 0, 1) at step 25 of 40
+                raise KeyboardInterrupt
+
+        yield cb
+
+    monkeypatch.setattr(trust_cli, "progress_bar", interrupting_bar)
+    res = runner.invoke(app, [str(a) for a in args])
+    assert res.exit_code == 130, res.output
+    ckpt = tmp_path / "ens.checkpoint"
+    assert f"checkpoint saved in {ckpt}" in res.output and "--resume" in res.output
+    assert (ckpt / "member_00" / "checkpoint.json").is_file()
+    assert (ckpt / "member_01" / "checkpoint.json").is_file()
+    assert not (tmp_path / "ens").exists()
+    monkeypatch.setattr(trust_cli, "progress_bar", real_bar)
+    assert "--resume" in _fails(args)  # the checkpoint is not silently discarded
+    _ok([*args, "--resume", "-q"])
+    assert not ckpt.exists()
+    from safetensors.numpy import load_file
+
+    for member in ("member_00", "member_01"):
+        got = load_file(str(tmp_path / "ens" / member / "weights.safetensors"))
+        want = load_file(str(root / "ens" / member / "weights.safetensors"))
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    assert "without a checkpoint" in _fails([*args[:-len(TINY)], "--out", tmp_path / "other",
+                                             "--resume", *TINY])
