@@ -71,6 +71,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def run_header(script: str, argv: list[str] | None, threads: int, load: list[float]
+               ) -> list[str]:
+    """The machine and command lines a learned benchmark's output starts with."""
+    rel = Path(script).resolve().relative_to(ROOT)
+    args = argv if argv is not None else sys.argv[1:]
+    return [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch threads {threads}; date {_dt.datetime.now():%Y-%m-%d %H:%M}; 1-min load "
+            f"{min(load):.1f}-{max(load):.1f}",
+            "Command: `python " + " ".join(shlex.quote(a) for a in [str(rel), *args]) + "`"]
+
+
 def _reset_peak_rss() -> None:
     """Reset VmHWM to the current RSS (Linux >= 4.0); silently a no-op elsewhere."""
     try:
@@ -361,12 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     load.append(os.getloadavg()[0])
     classical = _classical(pairs, ["gaussian", "tv"] + (["auto"] if args.classical_auto else []))
 
-    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"torch threads {args.threads}; date {_dt.date.today()}; 1-min load "
-             f"{min(load):.1f}-{max(load):.1f}",
-             "Command: `python " + " ".join(shlex.quote(a) for a in
-                                            [str(Path(__file__).relative_to(ROOT))]
-                                            + (argv if argv is not None else sys.argv[1:])) + "`",
+    lines = [*run_header(__file__, argv, args.threads, load),
              f"Settings: U-Net depth 2, 32 filters, batch norm, tapered decoder (CAREamics "
              f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps, "
              f"seed {args.seed}.", "",

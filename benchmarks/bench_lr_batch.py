@@ -29,11 +29,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -129,12 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                              "best_step": res.best_step, "train_s": train_s})
                 print(json.dumps(runs[-1]), flush=True)
                 load.append(os.getloadavg()[0])
-    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"torch threads {args.threads}; date {_dt.datetime.now():%Y-%m-%d %H:%M}; "
-             f"1-min load {min(load):.1f}-{max(load):.1f}",
-             "Command: `python " + " ".join(shlex.quote(a) for a in
-                                            [str(Path(__file__).relative_to(ROOT))]
-                                            + (argv if argv is not None else sys.argv[1:])) + "`",
+    from bench_learned import run_header  # benchmarks/ is on sys.path when run
+
+    lines = [*run_header(__file__, argv, args.threads, load),
              f"N2V, U-Net depth 2, {args.filters} filters, batch norm, CAREamics layout; patch "
              f"{args.patch}, batch {args.batch_size}, {args.steps} steps. PSNR dB / SSIM per "
              "seed (best validation step in brackets), then the mean over seeds.", "",

@@ -33,11 +33,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -45,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_learned import _run_worker  # benchmarks/ is on sys.path when run
+from bench_learned import _run_worker, run_header  # benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"row-correlated": 3, "white": 1}  # read-noise box length along X
@@ -188,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return (f"{np.mean(p):.2f} | {np.mean(s):.3f} | {_lag1(r, -1):.2f} / "
                 f"{_lag1(r, -2):.2f}")
 
-    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"torch threads {args.threads}; date {_dt.datetime.now():%Y-%m-%d %H:%M}; "
-             f"1-min load {min(load):.1f}-{max(load):.1f}",
-             "Command: `python " + " ".join(shlex.quote(a) for a in
-                                            [str(Path(__file__).relative_to(ROOT))]
-                                            + (argv if argv is not None else sys.argv[1:])) + "`",
+    lines = [*run_header(__file__, argv, args.threads, load),
              f"Data: {args.images} phantoms of {args.size}x{args.size}, {args.photons:g} photons "
              f"peak, read noise sd {args.read_noise:g}; U-Net depth 2, {args.filters} filters, "
              f"batch norm, CAREamics layout; patch {args.patch}, batch {args.batch_size}, "
