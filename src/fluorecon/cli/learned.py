@@ -36,6 +36,7 @@ from fluorecon.core.errors import (
     OutputExistsError,
     message,
 )
+from fluorecon.methods.learned_names import STRUCT_MASKS
 from fluorecon.methods.training_folders import (
     TRAINING_STATE,
     checkpoint_dir_for,
@@ -55,12 +56,10 @@ train_app = typer.Typer(
 )
 
 
-class StructMask(str, Enum):
-    """``--struct`` choices of ``fluorecon train n2v`` (N2VConfig.struct_mask)."""
-
-    horizontal = "horizontal"
-    vertical = "vertical"
-    cross = "cross"
+#: ``--struct`` choices of ``fluorecon train n2v`` (N2VConfig.struct_mask; "none" is the
+#: option's absence)
+StructMask = Enum("StructMask", {m: m for m in STRUCT_MASKS if m != "none"},  # type: ignore[misc]
+                  type=str, module=__name__)
 
 
 class _Interrupted(Exception):
