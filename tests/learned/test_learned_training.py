@@ -14,10 +14,12 @@ from fluorecon.methods.learned.training import (
     TrainingConfig,
     augment_batch,
     default_learning_rate,
+    native_bf16,
     pixel_loss,
     plot_history,
     read_history_csv,
     train,
+    training_precision,
     write_history_csv,
 )
 from fluorecon.methods.learned.unet import UNet, UNetConfig
@@ -314,3 +316,53 @@ def test_interrupt_inside_the_forward_pass_keeps_batch_norm_statistics(tmp_path)
     got = _weights(resumed)
     assert any("running_mean" in k for k in got)
     assert all(torch.equal(want[k], v) for k, v in got.items())
+
+
+def test_training_precision_resolves_auto_from_the_device(monkeypatch):
+    cpu = torch.device("cpu")
+    assert training_precision("fp32", cpu) == "fp32"
+    assert training_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert native_bf16(cpu) and training_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not native_bf16(cpu) and training_precision("auto", cpu) == "fp32"
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert training_precision("auto", cpu) == "fp32"  # an older torch: no AMX query
+    with pytest.raises(ConfigError, match="precision='bf16'"):
+        training_precision("bf16", torch.device("meta"))
+    assert TrainingConfig().precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        TrainingConfig(precision="fp16")
+
+
+def test_bf16_training_is_deterministic_and_resumes_exactly(tmp_path):
+    xs, ys = _data()
+    runs = []
+    for _ in range(2):
+        net = _net()
+        res = train(net, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(),
+                    _cfg(precision="bf16"), device="cpu")
+        runs.append(_weights(net))
+        assert res.precision == "bf16"
+        assert all(v.dtype == torch.float32 for k, v in runs[-1].items()
+                   if v.is_floating_point())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    net = _net()
+    train(net, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), _cfg(precision="fp32"),
+          device="cpu")
+    assert not all(torch.equal(runs[0][k], v) for k, v in _weights(net).items())
+
+    stop = {"at": 7}
+
+    def interrupt(step, total, logs):
+        if step == stop["at"]:
+            raise KeyboardInterrupt
+
+    net = _net()
+    with pytest.raises(KeyboardInterrupt):
+        train(net, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(),
+              _cfg(precision="bf16"), device="cpu", checkpoint_dir=tmp_path, progress=interrupt)
+    net = _net()
+    train(net, PatchSampler(xs, ys, (16, 16)), SupervisedObjective(), _cfg(precision="bf16"),
+          device="cpu", checkpoint_dir=tmp_path, resume=True)
+    assert all(torch.equal(runs[0][k], v) for k, v in _weights(net).items())

@@ -51,7 +51,8 @@ THREADS_ENV = "FLUORECON_NUM_THREADS"
 
 #: Config fields added after checkpoints were first written, with their defaults: left out
 #: of a run's fingerprint at these values, so checkpoints written before them still resume.
-_ADDED_FIELDS: dict[str, object] = {"rotate": True, "struct_mask": "none", "struct_span": 5}
+_ADDED_FIELDS: dict[str, object] = {"rotate": True, "struct_mask": "none", "struct_span": 5,
+                                     "precision": "fp32"}
 
 _SelfSupervised = TypeVar("_SelfSupervised", bound="SelfSupervisedMethod")
 
@@ -403,7 +404,7 @@ class LearnedMethod(Method):
                         "training_time_s": round(result.history[-1]["time_s"], 3)
                         if result.history else 0.0,
                         "device": str(self._device), "torch_threads": threads,
-                        "loss": self._objective().loss})
+                        "precision": result.precision, "loss": self._objective().loss})
 
     # -- prediction ------------------------------------------------------------------
     def _block_axes_ok(self, axes: str, mc: ModelConfig) -> str:
