@@ -119,7 +119,7 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
     pairs = _read_w2s(Path(job["data"]))
     arch = dict(depth=2, base_filters=32, norm="batch", taper=True,
                 patch_size=job["patch"], batch_size=job["batch_size"], steps=job["steps"],
-                seed=job.get("seed", 1))
+                seed=job.get("seed", 1), precision=job.get("precision", "fp32"))
     out: dict[str, Any] = {"tool": "fluorecon", "versions": {"torch": torch.__version__}}
     preds: dict[str, dict[str, np.ndarray]] = {}
     for algo in job["algorithms"]:
@@ -143,7 +143,7 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
         train_peak = _peak_rss_mb()
         preds[algo] = {k: predict_method_tiled(method, pairs[k][0], "YX") for k in test}
         row = {"train_s": train_s, "steps": method.train_result.steps_done,
-               "train_peak_rss_mb": train_peak}
+               "train_peak_rss_mb": train_peak, "precision": method.train_result.precision}
         if algo == job["throughput_algorithm"]:
             folder = Path(job["work_dir"]) / f"model_{algo}"
             method.save(folder)
@@ -191,15 +191,17 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
         # CAREamics counts epochs and holds some patches back for validation; Lightning's
         # max_steps ends its run at exactly the requested number of optimiser steps; CARE's
         # default early stopping (patience 3 validations) is held off for the same reason
+        trainer = {"max_steps": job["steps"], "precision": job.get("careamics_precision",
+                                                                   "32-true")}
         if algo == "care":
             cfg = create_advanced_care_config(
-                num_epochs=job["steps"], trainer_params={"max_steps": job["steps"]},
+                num_epochs=job["steps"], trainer_params=trainer,
                 early_stopping_params={"monitor": "val_loss", "mode": "min",
                                        "patience": job["steps"],
                                        "check_on_train_epoch_end": False}, **common)
         else:
             cfg = create_advanced_n2v_config(
-                num_epochs=job["steps"], trainer_params={"max_steps": job["steps"]}, **common)
+                num_epochs=job["steps"], trainer_params=trainer, **common)
         cam = CAREamist(cfg, work_dir=work / algo, enable_progress_bar=False)
         _reset_peak_rss()
         t0 = time.perf_counter()
@@ -213,7 +215,8 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
 
         preds[algo] = {k: _careamics_predict(cam, pairs[k][0]) for k in test}
         row = {"train_s": train_s, "steps": steps, "train_peak_rss_mb": train_peak,
-               "epochs": int(cam.trainer.current_epoch)}
+               "epochs": int(cam.trainer.current_epoch),
+               "precision": str(cam.trainer.precision)}
         if algo == job["throughput_algorithm"]:
             ckpts = sorted((work / algo).rglob("*last*.ckpt")) or sorted(
                 (work / algo).rglob("*.ckpt"), key=lambda q: q.stat().st_mtime)
@@ -319,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="seed of both tools' training")
     ap.add_argument("--algorithms", default="n2v,n2s,care")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                    help="fluorecon's training precision (auto: bf16 on CPUs with AMX)")
+    ap.add_argument("--careamics-precision", default="32-true",
+                    help="CAREamics' (Lightning's) training precision, e.g. bf16-mixed")
     ap.add_argument("--careamics-python")
     ap.add_argument("--setup-careamics", type=Path)
     ap.add_argument("--classical-auto", action="store_true")
@@ -347,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_learned_"))
     job = {"data": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
            "patch": args.patch, "threads": args.threads, "repeats": args.repeats,
-           "algorithms": algos, "throughput_algorithm": "n2v", "seed": args.seed}
+           "algorithms": algos, "throughput_algorithm": "n2v", "seed": args.seed,
+           "precision": args.precision, "careamics_precision": args.careamics_precision}
     predict_variants = {"fluorecon": {"default (256 MiB tile budget)": {},
                                       "512 MiB tile budget": {"budget": 512 << 20},
                                       "whole image (1 GiB budget)": {"budget": 1 << 30}},
@@ -376,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:
              f"Settings: U-Net depth 2, 32 filters, batch norm, tapered decoder (CAREamics "
              f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps, "
              f"seed {args.seed}.", "",
-             "| tool | method | steps | train s | steps/s | train peak RSS MB |",
-             "|---|---|---|---|---|---|"]
+             "| tool | method | precision | steps | train s | steps/s | train peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
     for tool, res in results.items():
         for algo in algos:
             if algo in res:
                 r = res[algo]
-                lines.append(f"| {tool} | {algo} | {r['steps']} | {r['train_s']:.1f} | "
+                lines.append(f"| {tool} | {algo} | {r.get('precision', '?')} | {r['steps']} | "
+                             f"{r['train_s']:.1f} | "
                              f"{r['steps'] / r['train_s']:.3f} | {r['train_peak_rss_mb']:.0f} |")
     lines += ["", "Prediction: a fresh process loads the saved n2v model, predicts a 256x256 "
               "warm-up crop, then the 1024x1024 image (best of the repeats); peak RSS is the "
