@@ -34,6 +34,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -83,9 +84,9 @@ def _score(preds: list[np.ndarray], refs: list[np.ndarray], normalised: bool
     return float(np.mean(ps)), float(np.mean(ss))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lrs", default="1e-3,7.07e-4")
+def n2v_sweep_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Add the options shared with ``bench_precision.py``, parse ``argv`` and set the
+    thread count (torch and fluorecon)."""
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--datasets", default="w2s,fmd,sim")
     ap.add_argument("--steps", type=int, default=300)
@@ -101,48 +102,78 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.seeds = 10, args.seeds.split(",")[0]
     import torch
 
-    from fluorecon.methods.learned import Noise2Void
-
     torch.set_num_threads(args.threads)
     os.environ["FLUORECON_NUM_THREADS"] = str(args.threads)
-    lrs = [float(v) for v in args.lrs.split(",")]
+    return args
+
+
+def n2v_sweep(args: argparse.Namespace, key: str, values: list[Any]
+              ) -> tuple[list[str], list[dict[str, Any]], list[float]]:
+    """Train and score N2V for every data set x seed x ``values`` of the config field
+    ``key`` (the values alternate within each seed). Returns the data names, one record
+    per run and the 1-min loads seen."""
+    from fluorecon.methods.learned import Noise2Void
+
     seeds = [int(v) for v in args.seeds.split(",")]
     data = _datasets(args.datasets.split(","))
-    runs: list[dict[str, object]] = []
+    runs: list[dict[str, Any]] = []
     load = [os.getloadavg()[0]]
     for name, (xs, refs, normalised) in data.items():
         for seed in seeds:
-            for lr in lrs:
+            for value in values:
                 m = Noise2Void(depth=2, base_filters=args.filters, norm="batch", taper=True,
                                patch_size=args.patch, batch_size=args.batch_size,
-                               steps=args.steps, seed=seed, learning_rate=lr)
+                               steps=args.steps, seed=seed, **{key: value})
                 t0 = time.perf_counter()
                 m.fit(xs, axes="YX")
                 train_s = time.perf_counter() - t0
                 preds = [m.predict(x, "YX") for x in xs]
                 p, s = _score(preds, refs, normalised)
                 res = m.train_result
-                runs.append({"data": name, "seed": seed, "lr": lr, "psnr": p, "ssim": s,
-                             "best_step": res.best_step, "train_s": train_s})
+                runs.append({"data": name, "seed": seed, key: value, "psnr": p, "ssim": s,
+                             "best_step": res.best_step, "precision": res.precision,
+                             "train_s": train_s, "s_per_step": train_s / res.steps_done})
                 print(json.dumps(runs[-1]), flush=True)
                 load.append(os.getloadavg()[0])
+    return list(data), runs, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lrs", default="1e-3,7.07e-4")
+    args = n2v_sweep_args(ap, argv)
+    lrs = [float(v) for v in args.lrs.split(",")]
+    data, runs, load = n2v_sweep(args, "learning_rate", lrs)
     from bench_learned import run_header  # benchmarks/ is on sys.path when run
 
-    lines = [*run_header(__file__, argv, args.threads, load),
+    return sweep_report(args, [*run_header(__file__, argv, args.threads, load)],
+                        "then the mean over seeds", data, runs, "learning_rate",
+                        [(f"{lr:.3g}", lr) for lr in lrs],
+                        ("worst PSNR", lambda rows: f"{min(r['psnr'] for r in rows):.2f}"))
+
+
+def sweep_report(args: argparse.Namespace, head: list[str], what: str, data: list[str],
+                 runs: list[dict[str, Any]], key: str, values: list[tuple[str, Any]],
+                 last: tuple[str, Callable[[list[dict[str, Any]]], str]]) -> int:
+    """Print (and write to ``--out``/``--json``) the table of a :func:`n2v_sweep`: one row
+    per data set and ``(label, value)`` of ``key``, the seeds' PSNR / SSIM, their means
+    and a ``last`` column (header, function of the row's runs)."""
+    seeds = [int(v) for v in args.seeds.split(",")]
+    lines = [*head,
              f"N2V, U-Net depth 2, {args.filters} filters, batch norm, CAREamics layout; patch "
              f"{args.patch}, batch {args.batch_size}, {args.steps} steps. PSNR dB / SSIM per "
-             "seed (best validation step in brackets), then the mean over seeds.", "",
-             "| data | learning rate | " + " | ".join(f"seed {s}" for s in seeds)
-             + " | mean PSNR | mean SSIM | worst PSNR |",
+             f"seed (best validation step in brackets), {what}.", "",
+             f"| data | {key.replace('_', ' ')} | " + " | ".join(f"seed {s}" for s in seeds)
+             + f" | mean PSNR | mean SSIM | {last[0]} |",
              "|---|---|" + "---|" * (len(seeds) + 3)]
     for name in data:
-        for lr in lrs:
-            rows = [r for r in runs if r["data"] == name and r["lr"] == lr]
+        for label, value in values:
+            rows = [r for r in runs if r["data"] == name and r[key] == value]
             cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['best_step']})" for r in rows]
-            ps = [float(r["psnr"]) for r in rows]  # type: ignore[arg-type]
-            ss = [float(r["ssim"]) for r in rows]  # type: ignore[arg-type]
-            lines.append(f"| {name} | {lr:.3g} | " + " | ".join(cells)
-                         + f" | {np.mean(ps):.2f} | {np.mean(ss):.3f} | {min(ps):.2f} |")
+            ps = [float(r["psnr"]) for r in rows]
+            ss = [float(r["ssim"]) for r in rows]
+            lines.append(f"| {name} | {label} | " + " | ".join(cells)
+                         + f" | {np.mean(ps):.2f} | {np.mean(ss):.3f} | {last[1](rows)} |")
     text = "\n".join(lines)
     print(text)
     if args.out:
