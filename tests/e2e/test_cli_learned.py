@@ -233,6 +233,29 @@ def test_train_struct_n2v_and_mirror_tta(data, tmp_path, monkeypatch):
                           "struct_mask")
 
 
+def test_train_precision_option(data, tmp_path):
+    """--precision bf16 trains in bf16 and records it; the default is fp32; a clash with
+    --param and an unknown value fail in one line."""
+    root, _ = data
+    small = ["--steps", "4", "--patch-size", "32", "--batch-size", "4", "--depth", "1",
+             "--filters", "4", "-p", "validation_interval=4", "-p", "validation_patches=2",
+             "-q"]
+    for flag, want in ((["--precision", "bf16"], "bf16"), ([], "fp32")):
+        model = tmp_path / f"m_{want}"
+        result = run("train", "care", root / "noisy", "--target", root / "clean", "-o", model,
+                     *flag, *small)
+        assert result.exit_code == 0, result.output
+        cfg = json.loads((model / "config.json").read_text())
+        assert cfg["provenance"]["precision"] == want
+        assert cfg["method_config"]["precision"] == want
+    assert_one_line_error(run("train", "n2v", root / "noisy", "-o", tmp_path / "x",
+                              "--precision", "bf16", "-p", "precision=fp32", *small),
+                          "precision")
+    result = run("train", "n2v", root / "noisy", "-o", tmp_path / "y", "--precision", "fp16",
+                 *small)
+    assert result.exit_code != 0 and "fp16" in result.output
+
+
 def test_finished_model_extends_with_resume_and_more_steps(n2v_model, data, tmp_path):
     """The model folder keeps its training state; `--resume --steps 75` continues it to the
     same weights as 75 steps straight (plateau schedule: a cosine schedule depends on the

@@ -23,6 +23,7 @@ from fluorecon import __version__
 from fluorecon.cli.learned import (
     _fields,
     _learned_class,
+    _precision_field,
     _say,
     _train_parameters,
     cli_errors,
@@ -57,7 +58,8 @@ CameraOpt = Annotated[str | None, typer.Option("--camera", help="Camera model of
 
 def _sim_fields(a: dict[str, Any]) -> dict[str, Any]:
     fields = _fields(a["patch_size"], a["steps"], a["batch_size"], a["validation_fraction"],
-                     a["seed"], a["depth"], a["filters"], a["probabilistic"], a["param"])
+                     a["seed"], a["depth"], a["filters"], a["probabilistic"], a["param"],
+                     _precision_field(a))
     named: dict[str, Any] = {"camera": a.get("camera")}
     if a.get("photons") is not None:
         named["photons"] = None if a["photons"] == 0 else a["photons"]

@@ -22,6 +22,8 @@ LEARNED_METHODS: dict[str, str] = {
 STRUCT_MASKS = ("none", "horizontal", "vertical", "cross")
 #: The blind-spot methods, which take a struct mask.
 BLIND_SPOT_METHODS = ("n2v", "n2v2")
+#: ``TrainingConfig.precision`` values (the first is the default).
+TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
 
 for _name, _target in LEARNED_METHODS.items():
     register_lazy(_name, _target)
