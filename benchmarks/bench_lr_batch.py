@@ -130,6 +130,7 @@ def n2v_sweep(args: argparse.Namespace, key: str, values: list[Any]
                 preds = [m.predict(x, "YX") for x in xs]
                 p, s = _score(preds, refs, normalised)
                 res = m.train_result
+                # "precision" is the resolved one (also when key is "precision": auto)
                 runs.append({"data": name, "seed": seed, key: value, "psnr": p, "ssim": s,
                              "best_step": res.best_step, "precision": res.precision,
                              "train_s": train_s, "s_per_step": train_s / res.steps_done})

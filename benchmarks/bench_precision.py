@@ -1,10 +1,10 @@
 """Benchmark: training in bf16 autocast against fp32 - quality and step time of Noise2Void.
 
-``TrainingConfig.precision="auto"`` (the default) trains with bfloat16 autocast where the
-device computes bf16 natively (CPUs with AMX, CUDA GPUs with bf16) and in fp32 elsewhere;
-weights, gradients, Adam and the loss stay fp32. This script trains N2V in each of
-``--precisions`` on three kinds of data, several seeds each, and reports the denoised
-images' scores and the seconds per training step:
+``TrainingConfig.precision="bf16"`` trains with bfloat16 autocast (weights, gradients,
+Adam and the loss stay fp32); ``"auto"`` does so only where the device computes bf16
+natively (CPUs with AMX, CUDA GPUs with bf16); the default is ``"fp32"``. This script
+trains N2V in each of ``--precisions`` on three kinds of data, several seeds each, and
+reports the denoised images' scores and the seconds per training step:
 
 - ``w2s``: the five real W2S widefield pairs of ``../shared/data`` (trained on the five
   noisy images, applied to them, normalised PSNR/SSIM against the 400-frame averages);

@@ -331,6 +331,11 @@ def test_training_precision_resolves_auto_from_the_device(monkeypatch):
     with pytest.raises(ConfigError, match="precision='bf16'"):
         training_precision("bf16", torch.device("meta"))
     assert TrainingConfig().precision == "fp32"
+    # the torch-free list the CLI offers is the config's
+    from typing import get_args
+
+    from fluorecon.methods.learned_names import TRAIN_PRECISIONS
+    assert get_args(TrainingConfig.model_fields["precision"].annotation) == TRAIN_PRECISIONS
     with pytest.raises(ValueError, match="precision"):
         TrainingConfig(precision="fp16")
 

@@ -18,7 +18,6 @@ uninterrupted one. (CUDA convolutions are not guaranteed bit-reproducible.)
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import csv
 import dataclasses
@@ -42,6 +41,7 @@ from torch import nn
 from fluorecon.core.config import BaseConfig
 from fluorecon.core.errors import ConfigError, DataError, InputFileError, OutputExistsError, message
 from fluorecon.core.heap import heap_reuse
+from fluorecon.methods.learned.inference import autocast_context
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -587,8 +587,7 @@ def train(net: nn.Module, sampler: PatchSampler, objective: Objective, config: T
     net.to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     precision = training_precision(config.precision, dev)
-    autocast = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
-                if precision == "bf16" else contextlib.nullcontext())
+    autocast = autocast_context(precision, dev)
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     rng = np.random.default_rng(seeds[0])
     val = sampler.validation_set(config.validation_patches, np.random.default_rng(seeds[1]))
