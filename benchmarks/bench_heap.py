@@ -54,7 +54,7 @@ def _worker(args: argparse.Namespace) -> dict[str, float]:
     out = {"train_steps_s": args.steps / (time.perf_counter() - t0),
            "train_peak_mb": _peak_rss_mb()}
     big = np.block([[xs[0], xs[1 % len(xs)]], [xs[2 % len(xs)], xs[3 % len(xs)]]])
-    for name, budget in (("whole", 1 << 30), ("tiles", None)):
+    for name, budget in (("whole", 2 << 30), ("tiles", None)):
         kw = {} if budget is None else {"memory_budget_bytes": budget}
         predict_method_tiled(method, big[:256, :256], "YX", **kw)
         times = []

@@ -236,11 +236,11 @@ def _worker_predict(job: dict[str, Any]) -> dict[str, Any]:
     big = _big_image(_read_w2s(Path(job["data"])))
     if job["tool"] == "fluorecon":
         from fluorecon.methods.learned import load_model_method
-        from fluorecon.predict import DEFAULT_MEMORY_BUDGET, predict_method_tiled
+        from fluorecon.predict import predict_method_tiled
 
         method = load_model_method(job["model_path"])
         method.set_inference(**job.get("inference", {}))
-        budget = job.get("budget", DEFAULT_MEMORY_BUDGET)
+        budget = job.get("budget")  # None: the default (auto from 256 MiB)
 
         def predict(img: np.ndarray) -> np.ndarray:
             return predict_method_tiled(method, img, "YX", memory_budget_bytes=budget)
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
            "precision": args.precision, "careamics_precision": args.careamics_precision}
     predict_variants = {"fluorecon": {"default (256 MiB tile budget)": {},
                                       "512 MiB tile budget": {"budget": 512 << 20},
-                                      "whole image (1 GiB budget)": {"budget": 1 << 30}},
+                                      "whole image (2 GiB budget)": {"budget": 2 << 30}},
                         "careamics": {"default": {}}}
     results: dict[str, dict[str, Any]] = {}
     preds: dict[str, dict[str, dict[str, np.ndarray]]] = {}

@@ -273,6 +273,32 @@ def test_automatic_tile_shape_uses_budget(rng):
     np.testing.assert_allclose(tiled, base(img[None])[0], rtol=0, atol=1e-6)
 
 
+def test_default_budget_is_raised_for_halo_bound_tiles(rng, monkeypatch):
+    """Without a budget, tiles that would be mostly halo (or not fit 256 MiB at all) get a
+    larger budget, up to a quarter of the available memory; an explicit budget is a hard
+    limit. The result still equals the whole-image prediction."""
+    from fluorecon.predict import tiling
+
+    monkeypatch.setattr(tiling, "available_memory_bytes", lambda: 2.0**34)
+    img = rng.random((11, 29, 40)).astype(np.float32)
+    shapes: list[tuple[int, ...]] = []
+    base = local_fn(3, 3, "reflect")
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return base(batch)
+
+    bpv = 2.0**28 / 500  # the smallest tile window (about 11 x 14 x 14) needs > 256 MiB
+    with pytest.raises(ConfigError, match="budget"):
+        predict_tiled(fn, img, "ZYX", halo=3, memory_budget_bytes=2**28, bytes_per_voxel=bpv)
+    tiled = predict_tiled(fn, img, "ZYX", halo=3, bytes_per_voxel=bpv)
+    assert bpv * math.prod(shapes[-1][1:]) <= 2.0**34 / 4
+    np.testing.assert_allclose(tiled, base(img[None])[0], rtol=0, atol=1e-6)
+    monkeypatch.setattr(tiling, "available_memory_bytes", lambda: 2.0**28)  # no headroom
+    with pytest.raises(ConfigError, match="budget"):
+        predict_tiled(fn, img, "ZYX", halo=3, bytes_per_voxel=bpv)
+
+
 def test_errors_are_one_line(rng):
     img = rng.random((20, 30)).astype(np.float32)
     fn = local_fn(2, 1, "reflect")

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from fluorecon.core.errors import ConfigError
-from fluorecon.predict import choose_tile_shape, plan_tiles, window_size
+from fluorecon.predict import (
+    AUTO_MAX_OVERHEAD,
+    auto_tile_shape,
+    choose_tile_shape,
+    computed_fraction,
+    plan_tiles,
+    window_size,
+)
+from fluorecon.predict.tiling import available_memory_bytes
 
 CASES = [
     # shape, tile_shape, halo, divisible_by
@@ -237,3 +245,61 @@ def test_random_plans_satisfy_all_invariants():
                 assert a == 0 or a <= w.start - h
                 assert a + p == _roundup(n, d) or a + p >= w.stop + h
         np.testing.assert_array_equal(count, 1)
+
+
+@pytest.mark.parametrize("shape, tile, halo, div", [c for c in CASES])
+def test_computed_fraction_counts_the_windows_of_the_plan(shape, tile, halo, div):
+    plan = plan_tiles(shape, tile_shape=tile, halo=halo, divisible_by=div)
+    windows = sum(math.prod(s.stop - s.start for s in t.input_slices) for t in plan)
+    assert computed_fraction(shape, tile, halo, div) == pytest.approx(
+        windows / math.prod(shape))
+
+
+def test_auto_tile_shape_keeps_the_base_budget_where_tiles_are_cheap():
+    """A 2D image whose tiles at the base budget compute little halo: nothing is raised,
+    and the tiles are those of choose_tile_shape."""
+    kw = dict(bytes_per_voxel=1232, halo=23, divisible_by=4)
+    tile, budget = auto_tile_shape((1024, 1024), base_budget_bytes=2**28,
+                                   max_budget_bytes=2**34, **kw)
+    assert budget == 2**28
+    assert tile == choose_tile_shape((1024, 1024), memory_budget_bytes=2**28, **kw)
+    assert 1.0 < computed_fraction((1024, 1024), tile, 23, 4) <= AUTO_MAX_OVERHEAD
+
+
+@pytest.mark.parametrize("shape", [(64, 512, 512), (48, 200, 300)])
+def test_auto_tile_shape_raises_the_budget_for_halo_bound_3d_tiles(shape):
+    """A 3D network whose halo makes base-budget tiles fail (or be mostly halo): the
+    budget is doubled until the overhead is met, never past the cap, and the tiles fit."""
+    kw = dict(bytes_per_voxel=1360, halo=23, divisible_by=4)
+    try:
+        base = choose_tile_shape(shape, memory_budget_bytes=2**28, **kw)
+        assert computed_fraction(shape, base, 23, 4) > 2 * AUTO_MAX_OVERHEAD
+    except ConfigError as err:
+        assert "budget" in str(err)
+    tile, budget = auto_tile_shape(shape, base_budget_bytes=2**28, max_budget_bytes=2**36,
+                                   **kw)
+    assert 2**28 < budget <= 2**36 and math.log2(budget / 2**28).is_integer()
+    assert computed_fraction(shape, tile, 23, 4) <= AUTO_MAX_OVERHEAD
+    # the smallest such budget: half of it would not reach the overhead
+    try:
+        half = choose_tile_shape(shape, memory_budget_bytes=budget / 2, **kw)
+        assert computed_fraction(shape, half, 23, 4) > AUTO_MAX_OVERHEAD
+    except ConfigError:
+        pass
+    assert tile == choose_tile_shape(shape, memory_budget_bytes=budget, **kw)
+
+
+def test_auto_tile_shape_stops_at_the_cap():
+    kw = dict(bytes_per_voxel=1360, halo=23, divisible_by=4)
+    tile, budget = auto_tile_shape((128, 1024, 1024), base_budget_bytes=2**28,
+                                   max_budget_bytes=3 * 2**30, **kw)
+    assert budget == 3 * 2**30
+    assert computed_fraction((128, 1024, 1024), tile, 23, 4) > AUTO_MAX_OVERHEAD
+    with pytest.raises(ConfigError, match="budget"):
+        auto_tile_shape((128, 1024, 1024), base_budget_bytes=2**20,
+                        max_budget_bytes=2**24, **kw)
+
+
+def test_available_memory_is_known_here():
+    avail = available_memory_bytes()
+    assert avail is None or 2**26 < avail < 2**50

@@ -501,7 +501,9 @@ def predict_command(
                        "looped over; multi-channel models take C jointly). Default: from "
                        "the file; plain 2D/3D are YX/ZYX.")] = None,
     tile: Annotated[str, typer.Option("--tile", help="auto: tiles sized to a 256 MiB memory "
-                                      "budget; none: whole images; or a tile size (256, "
+                                      "budget, raised (up to a quarter of the free memory) "
+                                      "where tiles that small would be mostly halo, as for "
+                                      "3D networks; none: whole images; or a tile size (256, "
                                       "16x256x256). Tiles overlap by the receptive field and "
                                       "are cropped, so the result equals whole-image "
                                       "prediction.")] = "auto",

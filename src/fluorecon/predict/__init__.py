@@ -28,17 +28,29 @@ from fluorecon.predict.tiled import (
     predict_method_tiled,
     predict_tiled,
 )
-from fluorecon.predict.tiling import PAD_MODES, Tile, choose_tile_shape, plan_tiles, window_size
+from fluorecon.predict.tiling import (
+    AUTO_MAX_OVERHEAD,
+    PAD_MODES,
+    Tile,
+    auto_tile_shape,
+    choose_tile_shape,
+    computed_fraction,
+    plan_tiles,
+    window_size,
+)
 from fluorecon.predict.tta import MIRRORS, TRANSFORMS, tta_predict, with_tta
 
 __all__ = [
+    "AUTO_MAX_OVERHEAD",
     "DEFAULT_BYTES_PER_VOXEL",
     "DEFAULT_MEMORY_BUDGET",
     "MIRRORS",
     "PAD_MODES",
     "TRANSFORMS",
     "Tile",
+    "auto_tile_shape",
     "choose_tile_shape",
+    "computed_fraction",
     "plan_tiles",
     "predict_blended",
     "predict_method_tiled",

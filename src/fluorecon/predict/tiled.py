@@ -21,6 +21,8 @@ from fluorecon.predict._stream import (
 from fluorecon.predict.tiling import (
     PadMode,
     _as_tuple,
+    auto_tile_shape,
+    available_memory_bytes,
     check_pad_mode,
     choose_tile_shape,
     plan_tiles,
@@ -32,17 +34,19 @@ if TYPE_CHECKING:
 
     from fluorecon.methods.base import Method
 
-#: Default memory allowed for one batch of tiles (bytes).
+#: Memory allowed for one batch of tiles (bytes) when none is given; automatic sizing
+#: raises it where tiles that small would be mostly halo (see ``auto_tile_shape``).
 DEFAULT_MEMORY_BUDGET = 1 << 28
 #: Default working memory per network-input voxel (bytes): a conservative figure for a
 #: small U-Net in float32; pass the real one for large networks.
 DEFAULT_BYTES_PER_VOXEL = 256.0
 
 
+@heap_reuse()
 def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
                   tile_shape: int | Sequence[int] | None = None,
                   halo: int | Sequence[int], divisible_by: int | Sequence[int] = 1,
-                  memory_budget_bytes: float = DEFAULT_MEMORY_BUDGET,
+                  memory_budget_bytes: float | None = None,
                   bytes_per_voxel: float = DEFAULT_BYTES_PER_VOXEL, batch_size: int = 1,
                   pad_mode: PadMode = "reflect", out: Any = None,
                   progress: Progress | None = None, joint_channels: bool = False,
@@ -69,8 +73,13 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
         Receptive-field half-width of ``fn`` in pixels (per spatial axis).
     divisible_by : int or sequence of int, default 1
         Required multiple of the network-input size (``2**depth`` for a U-Net).
-    memory_budget_bytes : float, default 256 MiB
-        Memory allowed for one batch when ``tile_shape`` is chosen automatically.
+    memory_budget_bytes : float, optional
+        Memory allowed for one batch when ``tile_shape`` is chosen automatically. Default
+        (None): ``DEFAULT_MEMORY_BUDGET`` (256 MiB), raised (doubled, up to a quarter of
+        the available memory) only where tiles that small would compute more than
+        ``AUTO_MAX_OVERHEAD`` (1.3) voxels per image voxel or where no tile fits
+        (:func:`~fluorecon.predict.tiling.auto_tile_shape`; typical of 3D networks,
+        whose halos make small tiles mostly halo). A number is a hard limit.
     bytes_per_voxel : float, default 256
         Working memory of ``fn`` per spatial voxel of its input (network activations
         included; with ``joint_channels``, for all channels together).
@@ -117,6 +126,10 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     introduced at all, since windows are shifted inwards at the image borders rather
     than padded. Tiles never overlap in the output, so nothing is averaged.
 
+    The tiles run under :func:`~fluorecon.core.heap.heap_reuse`: freed large blocks stay
+    in the heap for the next tile instead of being mapped and zero-filled afresh (faster
+    on glibc), at a peak the ``bytes_per_voxel`` of a learned method accounts for.
+
     Examples
     --------
     >>> from scipy import ndimage
@@ -150,7 +163,11 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     if not callable(fn):
         raise ConfigError(message(f"fn of type {type(fn).__name__}", "a callable batch -> "
                                   "prediction", "Pass a function of one array."))
-    if tile_shape is None:
+    if tile_shape is None and memory_budget_bytes is None:
+        tile_shape, _ = auto_tile_shape(sp_shape, bytes_per_voxel=bytes_per_voxel,
+                                        base_budget_bytes=DEFAULT_MEMORY_BUDGET, halo=halo,
+                                        divisible_by=divisible_by, batch_size=bs)
+    elif tile_shape is None:
         tile_shape = choose_tile_shape(sp_shape, bytes_per_voxel=bytes_per_voxel,
                                        memory_budget_bytes=memory_budget_bytes, halo=halo,
                                        divisible_by=divisible_by, batch_size=bs)
@@ -176,10 +193,9 @@ def predict_tiled(fn: BatchFn, image: Any, axes: str, *,
     return result
 
 
-@heap_reuse()
 def predict_method_tiled(method: Method, image: Any, axes: str, *,
                          tile_shape: int | Sequence[int] | None = None,
-                         memory_budget_bytes: float = DEFAULT_MEMORY_BUDGET,
+                         memory_budget_bytes: float | None = None,
                          bytes_per_voxel: float | None = None,
                          pad_mode: PadMode = "reflect", out: Any = None,
                          progress: Progress | None = None, batch_size: int = 1) -> Any:
@@ -244,6 +260,10 @@ def predict_method_tiled(method: Method, image: Any, axes: str, *,
         n_pads = tuple(-(-n // div) * div for n in sp_shape)
         if tile_shape is None:
             need = bytes_per_voxel * math.prod(n_pads)
+            if memory_budget_bytes is None:  # auto: up to a quarter of what is available
+                avail = available_memory_bytes()
+                memory_budget_bytes = max(DEFAULT_MEMORY_BUDGET,
+                                          0.0 if avail is None else avail / 4.0)
             if need > memory_budget_bytes:
                 raise ConfigError(message(
                     f"method {method.name!r} with an unbounded receptive field and an image "

@@ -426,3 +426,95 @@ def choose_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
             best = (key, tuple(o[2] for o in combo))
     assert best is not None  # the smallest windows fit (checked above)
     return best[1]
+
+
+#: Most voxels ``auto`` tiling (:func:`auto_tile_shape`) lets tiles compute per image
+#: voxel (halos included) before it raises the memory budget.
+AUTO_MAX_OVERHEAD = 1.3
+
+
+def computed_fraction(shape: Sequence[int], tile_shape: int | Sequence[int],
+                      halo: int | Sequence[int], divisible_by: int | Sequence[int] = 1
+                      ) -> float:
+    """Voxels the tiles of a plan compute (windows, halos included) per image voxel."""
+    shp = _check_shape(shape)
+    nd = len(shp)
+    tiles = _as_tuple(tile_shape, nd, "tile_shape", minimum=1)
+    halos = _as_tuple(halo, nd, "halo", minimum=0)
+    divs = _as_tuple(divisible_by, nd, "divisible_by", minimum=1)
+    axes = [_plan_axis(n, t, h, d) for n, t, h, d in zip(shp, tiles, halos, divs)]
+    return float(math.prod(ax.window * len(ax.starts) for ax in axes)) / math.prod(shp)
+
+
+def available_memory_bytes() -> float | None:
+    """Memory the system can give without swapping (Linux ``MemAvailable``), else the
+    physical memory (``sysconf``); None where neither is known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    try:
+        import os
+
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def auto_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
+                    base_budget_bytes: float, max_budget_bytes: float | None = None,
+                    halo: int | Sequence[int], divisible_by: int | Sequence[int] = 1,
+                    batch_size: int = 1, max_overhead: float = AUTO_MAX_OVERHEAD,
+                    min_tile: int = 16) -> tuple[tuple[int, ...], float]:
+    """Tile shape for a budget that grows only where small tiles would waste work.
+
+    Tiles are sized by :func:`choose_tile_shape` for ``base_budget_bytes``. Where those
+    tiles would compute more than ``max_overhead`` voxels per image voxel (exact tiling
+    pays the receptive field on every interior tile boundary: a 3D U-Net's halo of about
+    20 voxels per side makes small 3D tiles mostly halo), or where not even the smallest
+    tile fits, the budget is doubled until the overhead is met or ``max_budget_bytes``
+    (default: a quarter of :func:`available_memory_bytes`, at least the base budget) is
+    reached; the cap's plan is taken then.
+
+    Returns
+    -------
+    tile_shape : tuple of int
+    budget_bytes : float
+        The budget the tiles were sized for.
+
+    Raises
+    ------
+    ConfigError
+        Not even the smallest tile fits ``max_budget_bytes``.
+
+    Examples
+    --------
+    >>> auto_tile_shape((1024, 1024), bytes_per_voxel=1200, base_budget_bytes=2**28,
+    ...                 max_budget_bytes=2**32, halo=23, divisible_by=4)
+    ((488, 328), 268435456.0)
+    >>> auto_tile_shape((64, 512, 512), bytes_per_voxel=1400, base_budget_bytes=2**28,
+    ...                 max_budget_bytes=2**33, halo=23, divisible_by=4)[1] / 2**30
+    8.0
+    """
+    if max_budget_bytes is None:
+        avail = available_memory_bytes()
+        max_budget_bytes = base_budget_bytes if avail is None else avail / 4.0
+    cap = max(float(max_budget_bytes), float(base_budget_bytes))
+    budget = float(base_budget_bytes)
+    while True:
+        try:
+            tiles = choose_tile_shape(shape, bytes_per_voxel=bytes_per_voxel,
+                                      memory_budget_bytes=budget, halo=halo,
+                                      divisible_by=divisible_by, batch_size=batch_size,
+                                      min_tile=min_tile)
+        except ConfigError:
+            if budget >= cap:
+                raise
+            tiles = None
+        if tiles is not None and (budget >= cap or computed_fraction(
+                shape, tiles, halo, divisible_by) <= max_overhead):
+            return tiles, budget
+        budget = min(2.0 * budget, cap)

@@ -301,20 +301,24 @@ class LearnedMethod(Method):
         Prediction runs the network's lean forward pass (:meth:`UNet._features_lean`),
         whose peak is at the top level: the decoder's input buffer and one convolution
         output, ``e_1 + 2 f_0`` float32 channels per voxel (``f_0`` the top-level filters,
-        ``e_1`` the channels leaving the level below), times a margin for oneDNN's
-        working buffers (1.5 in 2D, which runs channels-last; 2 in 3D, whose layout
-        reorders cost more), plus the NumPy copies of the block around the network
-        (normalised, padded, denormalised: ``16 (c_in + 2 c_out) + 32``). Measured peaks
-        of the CAREamics-sized network (depth 2, 32 filters, tapered): 425 bytes on
-        768x768 (estimate 656) and 612 on 96^3 (estimate 848). Before the model knows its
+        ``e_1`` the channels leaving the level below), times a margin, plus the NumPy
+        copies of the block around the network (normalised, padded, denormalised:
+        ``16 (c_in + 2 c_out) + 32``). The margin (3 in 2D, 5 in 3D) covers oneDNN's
+        working buffers and the heap: prediction runs under
+        :func:`~fluorecon.core.heap.heap_reuse`, whose freed blocks are reused but can
+        fragment, so repeated tiles peak above a single call with fresh ``mmap`` blocks.
+        Measured per voxel (peak over five calls on one block, in separate processes):
+        depth 2, 32 tapered filters, 768x768: 423 with fresh blocks, 651-844 under heap
+        reuse (estimate 1232); 16 filters, 80^3: 477 and 608-1044 (estimate 1360);
+        32 filters, 80^3: 994 and 1637-1661 (estimate 2640). Before the model knows its
         dimensionality the 3D margin is used. A test checks the estimate bounds the
-        measured peak in 2D and 3D.
+        measured peak of repeated calls under heap reuse in 2D and 3D.
         """
         cin, cout = self.channel_counts or (1, 1)
         f0 = self.config.base_filters
         e1 = f0 if self.config.taper else 2 * f0
         ndim = self.model_config.unet.ndim if self.model_config is not None else 3
-        margin = 1.5 if ndim == 2 else 2.0
+        margin = 3.0 if ndim == 2 else 5.0
         return 4.0 * margin * (e1 + 2 * f0) + 16.0 * (cin + 2 * cout) + 32.0
 
     @property
