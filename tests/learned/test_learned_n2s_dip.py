@@ -14,7 +14,9 @@ from fluorecon.methods import get_method
 from fluorecon.methods.learned import (
     CARE,
     DeepImagePrior,
+    DIPConfig,
     Noise2Self,
+    deep_image_prior,
     donut_interpolate,
     grid_mask,
     load_model_method,
@@ -162,6 +164,34 @@ def test_dip_stopping_rule_stops_before_overfitting():
     assert late_res.fit_loss[-1] < 0.6 * late_res.fit_loss[b]
     assert late_res.holdout_loss[-1] > 1.2 * late_res.holdout_loss[b]
     assert "returned the average at iteration" in str(res)
+
+
+def test_dip_bf16_fits_like_fp32_and_the_monitor_sees_the_averages():
+    """bf16 forward passes (opt-in) restore as well as fp32 and really run in bf16; the
+    monitor hook reports the averaged output the fit returns."""
+    pair = simulate_pair("denoise", (48, 48), photons=20.0, seed=9)
+    noisy = camera_inverse(pair.input, pair.camera).astype(np.float32)
+    kw = dict(base_filters=8, min_iterations=50, patience=80, max_iterations=1000)
+    outs, gains = {}, {}
+    for precision in ("fp32", "bf16"):
+        cfg = DIPConfig(precision=precision, **kw)
+        outs[precision], res = deep_image_prior(noisy, config=cfg)
+        gains[precision] = psnr(outs[precision], pair.target) - psnr(noisy, pair.target)
+        assert res.stopped_early, (precision, str(res))
+    assert gains["fp32"] > 6.0 and gains["bf16"] > 6.0, gains
+    assert abs(gains["bf16"] - gains["fp32"]) < 1.0, gains
+    assert not np.array_equal(outs["bf16"], outs["fp32"])
+
+    seen: list[tuple[int, np.ndarray]] = []
+    cfg = DIPConfig(base_filters=8, min_iterations=10, patience=None, keep_best=False,
+                    max_iterations=30)
+    last, res = deep_image_prior(noisy, config=cfg, monitor_every=10,
+                                 monitor=lambda it, avg: seen.append((it, avg)))
+    assert [it for it, _ in seen] == [10, 20, 30] and res.returned == "last"
+    assert seen[-1][1].shape == noisy.shape and seen[-1][1].dtype == np.float32
+    np.testing.assert_allclose(seen[-1][1], last, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ConfigError, match="monitor_every"):
+        deep_image_prior(noisy, config=cfg, monitor=print, monitor_every=0)
 
 
 def test_dip_3d_and_registry():

@@ -27,9 +27,12 @@ from pydantic import Field, model_validator
 
 from fluorecon.core.axes import check_axes
 from fluorecon.core.dtypes import as_float32
-from fluorecon.core.errors import DataError, message
+from fluorecon.core.errors import ConfigError, DataError, message
+from fluorecon.core.heap import heap_reuse
 from fluorecon.methods.base import Method, MethodConfig
 from fluorecon.methods.learned._base import configure_threads
+from fluorecon.methods.learned.inference import autocast_context
+from fluorecon.methods.learned.training import training_precision
 from fluorecon.methods.learned.unet import UNet, UNetConfig
 from fluorecon.normalize import compute_norm_params
 
@@ -68,6 +71,10 @@ class DIPConfig(MethodConfig):
     norm_high: float = Field(default=99.8, ge=0, le=100, description="High percentile of the "
                                                                      "normalisation.")
     seed: int = Field(default=0, ge=0, description="Seed of weights, input and held-out set.")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        default="fp32", description="Arithmetic of the network's forward pass: fp32, bf16 "
+        "(autocast; weights, Adam, losses and the averaged output stay fp32), or auto "
+        "(bf16 where the device computes it natively: AMX CPUs, CUDA GPUs with bf16).")
 
     @model_validator(mode="after")
     def _check(self) -> "DIPConfig":
@@ -122,9 +129,12 @@ class DIPResult:
         return f"DIPResult({self})"
 
 
+@heap_reuse()
 def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     device: str | None = None) -> tuple[np.ndarray, DIPResult]:
+                     device: str | None = None,
+                     monitor: Callable[[int, np.ndarray], None] | None = None,
+                     monitor_every: int = 1) -> tuple[np.ndarray, DIPResult]:
     """Denoise one 2D or 3D image by Deep Image Prior with a held-out stopping rule.
 
     Parameters
@@ -138,6 +148,12 @@ def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
         ``progress(max_iterations, max_iterations)`` when stopped early).
     device : str, optional
         torch device; default CUDA if available, else CPU.
+    monitor : callable, optional
+        ``monitor(iteration, averaged)`` every ``monitor_every`` iterations with the
+        averaged output so far (float32, the image's shape and units): to study the
+        stopping rule against a reference (``benchmarks/bench_dip.py``). Costs a copy
+        per call.
+    monitor_every : int, default 1
 
     Returns
     -------
@@ -173,9 +189,14 @@ def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
     output :math:`\\bar f_{t^*}` of the minimum (``keep_best``). Held-out pixels get the
     network's prediction from their neighbours.
 
-    Cost: one forward and backward pass of the whole image per iteration.
+    Cost: one forward and backward pass of the whole image per iteration, in a 2D
+    network's channels-last layout and under heap reuse (as the training engine), with
+    the forward pass in bf16 when ``precision`` asks for it.
     """
     cfg = config if config is not None else DIPConfig()
+    if int(monitor_every) < 1:
+        raise ConfigError(message(f"monitor_every={monitor_every!r}", "a positive integer",
+                                "Pass monitor_every >= 1."))
     x = as_float32(image)
     if x.ndim not in (2, 3):
         raise DataError(message(f"an image of shape {x.shape}", "a 2D or 3D image",
@@ -207,14 +228,17 @@ def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
         "cuda" if torch.cuda.is_available() else "cpu")
     ucfg = UNetConfig(ndim=x.ndim, in_channels=cfg.input_channels, out_channels=1,
                       depth=cfg.depth, base_filters=cfg.base_filters, norm=cfg.norm)
+    # NHWC is faster for 2D convolutions with oneDNN (as in the training engine)
+    layout = torch.channels_last if x.ndim == 2 else torch.contiguous_format
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        net = UNet(ucfg).to(dev)
+        net = UNet(ucfg).to(dev, memory_format=layout)
+    autocast = autocast_context(training_precision(cfg.precision, dev), dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
     target = torch.from_numpy(xp)[None, None].to(dev)
     w_fit = torch.from_numpy(fit.astype(np.float32))[None, None].to(dev)
     w_hold = torch.from_numpy(hold.astype(np.float32))[None, None].to(dev)
-    z = torch.from_numpy(z_np.astype(np.float32)).to(dev)
+    z = torch.from_numpy(z_np.astype(np.float32)).to(dev).contiguous(memory_format=layout)
     n_fit, n_h = float(w_fit.sum()), float(w_hold.sum())
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
 
@@ -230,7 +254,9 @@ def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
         zin = z
         if cfg.input_noise_std > 0:
             zin = z + cfg.input_noise_std * torch.randn(z.shape, generator=gen, device=dev)
-        out = net(zin)
+        with autocast:
+            out = net(zin)
+        out = out.float()
         loss = (((out - target) ** 2) * w_fit).sum() / n_fit
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,6 +272,9 @@ def deep_image_prior(image: np.ndarray, *, config: DIPConfig | None = None,
                                     "Lower learning_rate."))
         fit_hist.append(lv)
         holdout_hist.append(hl)
+        if monitor is not None and it % monitor_every == 0:
+            crop = avg[0, 0].float().cpu().numpy()[tuple(slice(0, n) for n in shape)]
+            monitor(it, np.asarray(norm.denormalize(crop), np.float32))
         if progress is not None:
             progress(it, cfg.max_iterations)
         if it > cfg.min_iterations:
