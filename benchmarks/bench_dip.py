@@ -21,17 +21,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_learned import _run_worker, run_header  # benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "denoise_w2s_fmd_8bit"
@@ -105,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(_worker(json.loads(args.worker))))
+        print("RESULT " + json.dumps(_worker(json.loads(args.job))))
         return 0
     if not (args.data / "w2s").is_dir():
         print(f"no data at {args.data}", file=sys.stderr)
@@ -119,22 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         job = {"data": str(args.data.resolve()), "crop": args.crop, "threads": args.threads,
                "precision": precision, "max_iterations": args.max_iterations,
                "classical": classical}
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
-                              capture_output=True, text=True, env=env)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if not lines:
-            sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-3000:])
-            raise SystemExit(f"dip worker ({precision}) failed (exit {proc.returncode})")
-        results[precision] = json.loads(lines[-1][len("RESULT "):])
+        results[precision] = _run_worker(sys.executable, "dip", job, script=__file__)
         load.append(os.getloadavg()[0])
-    import torch
-
-    out = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-           f"{args.threads}, torch {torch.__version__}; date {_dt.datetime.now():%Y-%m-%d %H:%M}"
-           f"; 1-min load {min(load):.1f}-{max(load):.1f}",
-           f"Command: `python benchmarks/bench_dip.py --crop {args.crop} --precisions "
-           f"{args.precisions} --max-iterations {args.max_iterations}`",
+    out = [*run_header(__file__, argv, args.threads, load),
            f"Central {args.crop}x{args.crop} crops; normalised PSNR dB / SSIM against the "
            "high-SNR reference; DIP defaults (depth 3, 16 filters, held-out 10 %, patience "
            "200); oracle = best monitored average within the iterations run.", "",

@@ -25,11 +25,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_learned import _peak_rss_mb  # benchmarks/ is on sys.path when run
+from bench_learned import _peak_rss_mb, run_header  # benchmarks/ is on sys.path
 
 VARIANTS = ("budget 256 MiB", "default", "whole")
 
@@ -141,14 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             if shp == shape and ref is not None and variant in outs and variant != "whole":
                 diff = float(np.abs(np.load(out) - ref).max() / np.abs(ref).max())
                 rows[i] = (shp, variant, {**res, "diff": diff}, out)
-    import torch
-
-    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-             f"{args.threads}, torch {torch.__version__}; date "
-             f"{_dt.datetime.now():%Y-%m-%d %H:%M}; 1-min load "
-             f"{min(load):.1f}-{max(load):.1f}",
-             f"Command: `python benchmarks/bench_tiling.py --shapes {args.shapes} "
-             f"--repeats {args.repeats} --variants '{args.variants}'`",
+    lines = [*run_header(__file__, argv, args.threads, load),
              "3D CARE, U-Net depth 2, 32 filters (receptive field 23 voxels per side); "
              "best of the repeats after a warm-up; each variant in a fresh process.", "",
              "| stack (ZYX) | variant | tiles | window | voxels computed per stack "

@@ -21,8 +21,8 @@ from fluorecon.predict._stream import (
 from fluorecon.predict.tiling import (
     PadMode,
     _as_tuple,
+    auto_budget_cap,
     auto_tile_shape,
-    available_memory_bytes,
     check_pad_mode,
     choose_tile_shape,
     plan_tiles,
@@ -261,9 +261,7 @@ def predict_method_tiled(method: Method, image: Any, axes: str, *,
         if tile_shape is None:
             need = bytes_per_voxel * math.prod(n_pads)
             if memory_budget_bytes is None:  # auto: up to a quarter of what is available
-                avail = available_memory_bytes()
-                memory_budget_bytes = max(DEFAULT_MEMORY_BUDGET,
-                                          0.0 if avail is None else avail / 4.0)
+                memory_budget_bytes = auto_budget_cap(DEFAULT_MEMORY_BUDGET)
             if need > memory_budget_bytes:
                 raise ConfigError(message(
                     f"method {method.name!r} with an unbounded receptive field and an image "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -457,11 +458,16 @@ def available_memory_bytes() -> float | None:
     except OSError:
         pass
     try:
-        import os
-
         return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def auto_budget_cap(base_budget_bytes: float) -> float:
+    """The most automatic sizing may raise a budget to: a quarter of
+    :func:`available_memory_bytes`, never below ``base_budget_bytes``."""
+    avail = available_memory_bytes()
+    return max(float(base_budget_bytes), 0.0 if avail is None else avail / 4.0)
 
 
 def auto_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
@@ -476,7 +482,8 @@ def auto_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
     pays the receptive field on every interior tile boundary: a 3D U-Net's halo of about
     20 voxels per side makes small 3D tiles mostly halo), or where not even the smallest
     tile fits, the budget is doubled until the overhead is met or ``max_budget_bytes``
-    (default: a quarter of :func:`available_memory_bytes`, at least the base budget) is
+    (default :func:`auto_budget_cap`: a quarter of the available memory, at least the
+    base budget) is
     reached; the cap's plan is taken then.
 
     Returns
@@ -499,10 +506,8 @@ def auto_tile_shape(shape: Sequence[int], *, bytes_per_voxel: float,
     ...                 max_budget_bytes=2**33, halo=23, divisible_by=4)[1] / 2**30
     8.0
     """
-    if max_budget_bytes is None:
-        avail = available_memory_bytes()
-        max_budget_bytes = base_budget_bytes if avail is None else avail / 4.0
-    cap = max(float(max_budget_bytes), float(base_budget_bytes))
+    cap = (auto_budget_cap(base_budget_bytes) if max_budget_bytes is None
+           else max(float(max_budget_bytes), float(base_budget_bytes)))
     budget = float(base_budget_bytes)
     while True:
         try:
