@@ -32,8 +32,23 @@ Usage::
     python benchmarks/bench_learned.py --setup-careamics ../venvs/careamics \\
         [--steps 90] [--batch-size 128] [--patch 64] [--threads 2] [--quick] [--out FILE]
 
-Noise2Noise is not run on real data: the shared W2S/FMD pairs have one noisy frame per
-field, so there are no independent noisy pairs (its tests use simulated pairs).
+Noise2Noise needs two independent noisy frames of the same field; the shared W2S/FMD data
+have one per field. ``--semi-synthetic PHOTONS`` therefore builds semi-synthetic data from
+the real structure: every W2S reference (the 400-frame average) is scaled to ``PHOTONS``
+expected photons at its 99.9th percentile, and two independent recordings are simulated
+with fluorecon's sCMOS camera model (Poisson shot noise, Gaussian read noise, offset,
+gain, rounding); the camera's noise-free mean is the reference. Both tools then train
+N2N on the pairs (first frame in, second frame as target; each tool's default loss), N2V
+on the first frames and CARE on three (first frame, reference) pairs, and every score is
+against the noise-free reference. The data are made once by the driver and handed to both
+tools' processes as arrays. Prediction throughput is not measured in this mode; the
+scores add the mean error in photons against the reference, over all pixels and where it
+expects less than one photon (a median-seeking loss such as MAE is biased there).
+
+Variants for fluorecon alone: ``n2n-swap`` trains N2N on the pairs both ways round (twice
+the pairs), and ``NAME:KEY=VALUE[:KEY=VALUE]`` trains NAME with other config values (for
+example ``n2n:loss=mae``, CAREamics' N2N loss), so a difference between the tools can be
+traced to a setting.
 """
 
 from __future__ import annotations
@@ -101,6 +116,40 @@ def _read_w2s(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
+def semi_synthetic(pairs: dict[str, tuple[np.ndarray, np.ndarray]], photons: float,
+                   seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
+                                       dict[str, np.ndarray]]:
+    """Two independent simulated sCMOS recordings of every reference, and their mean.
+
+    Returns ``{field: (first noisy frame, noise-free mean)}`` and ``{field: second frame}``.
+    The reference's 0.1-99.9 percentile range is mapped to 0-``photons`` expected photons
+    (negative values clipped), so the brightest structures collect about ``photons``.
+    """
+    from fluorecon.simulate.camera import CameraModel, camera_forward, camera_mean
+
+    cam = CameraModel.scmos()
+    rngs = np.random.default_rng(seed).spawn(2 * len(pairs))
+    out, second = {}, {}
+    for i, (ident, (_, ref)) in enumerate(sorted(pairs.items())):
+        lo, hi = np.percentile(ref, [0.1, 99.9])
+        lam = photons * np.clip((ref - lo) / max(hi - lo, 1e-6), 0, None)
+        out[ident] = (camera_forward(lam, cam, rng=rngs[2 * i]), camera_mean(lam, cam))
+        second[ident] = camera_forward(lam, cam, rng=rngs[2 * i + 1])
+    return out, second
+
+
+def _load_pairs(job: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
+                                              dict[str, np.ndarray]]:
+    """The job's (noisy, reference) pairs and, for semi-synthetic data, the second frames."""
+    if not job.get("pairs_file"):
+        return _read_w2s(Path(job["data"])), {}
+    with np.load(job["pairs_file"]) as z:
+        idents = sorted(k.split("__", 1)[1] for k in z.files if k.startswith("clean__"))
+        pairs = {i: (z[f"noisy__{i}"], z[f"clean__{i}"]) for i in idents}
+        second = {i: z[f"second__{i}"] for i in idents}
+    return pairs, second
+
+
 def _big_image(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """1024 x 1024 test image: four noisy W2S fields side by side."""
     ims = [p[0] for p in list(pairs.values())[:4]]
@@ -116,22 +165,32 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job["threads"])
     os.environ["FLUORECON_NUM_THREADS"] = str(job["threads"])
-    pairs = _read_w2s(Path(job["data"]))
+    pairs, second = _load_pairs(job)
     arch = dict(depth=2, base_filters=32, norm="batch", taper=True,
                 patch_size=job["patch"], batch_size=job["batch_size"], steps=job["steps"],
                 seed=job.get("seed", 1), precision=job.get("precision", "fp32"))
     out: dict[str, Any] = {"tool": "fluorecon", "versions": {"torch": torch.__version__}}
     preds: dict[str, dict[str, np.ndarray]] = {}
     for algo in job["algorithms"]:
-        if algo == "care":
+        # "name:key=value[:key=value]" is a variant with other config values (fluorecon only)
+        name, *extra = algo.split(":")
+        settings = dict(arch, **dict(kv.split("=", 1) for kv in extra))
+        if name == "care":
             # CAREamics' U-Net has no residual connection; fluorecon's CARE default (as
             # CSBDeep's) adds the input back, which the note in docs/benchmarks.md measures
-            method = create("care", residual=False, **arch)
+            method = create("care", **dict(dict(residual=False), **settings))
             xs = [pairs[k][0] for k in CARE_TRAIN]
             ys = [pairs[k][1] for k in CARE_TRAIN]
             test = CARE_TEST
+        elif name in ("n2n", "n2n-swap"):  # first frames in, second frames as targets
+            method = create("n2n", **settings)
+            xs = [pairs[k][0] for k in pairs]
+            ys = [second[k] for k in pairs]
+            if name == "n2n-swap":  # also second frames in, first as targets (fluorecon only)
+                xs, ys = xs + ys, ys + xs
+            test = tuple(pairs)
         else:
-            method = create(algo, **arch)
+            method = create(name, **settings)
             xs, ys, test = [p[0] for p in pairs.values()], None, tuple(pairs)
         _reset_peak_rss()
         t0 = time.perf_counter()
@@ -155,8 +214,17 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _careamics_predict(cam: Any, img: np.ndarray) -> np.ndarray:
-    """CAREamics' default prediction of one 2D image (the models were trained on SYX)."""
-    res = cam.predict(pred_data=img[None], axes="SYX")
+    """CAREamics' default prediction of one 2D image (the models were trained on SYX).
+
+    CARE predicts from its best validated checkpoint; a run too short to have validated
+    (``--quick``) has none, and then predicts with the last weights.
+    """
+    try:
+        res = cam.predict(pred_data=img[None], axes="SYX")
+    except ValueError as err:
+        if "best" not in str(err):
+            raise
+        res = cam.predict(pred_data=img[None], axes="SYX", checkpoint="last")
     arr = res[0] if isinstance(res, tuple) else res
     arr = arr[0] if isinstance(arr, list) else arr
     return np.asarray(arr, np.float32).reshape(img.shape)
@@ -166,17 +234,20 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
     import careamics
     import torch
     from careamics import CAREamist
-    from careamics.config.factories.care_n2n_factory import create_advanced_care_config
+    from careamics.config.factories.care_n2n_factory import (
+        create_advanced_care_config,
+        create_advanced_n2n_config,
+    )
     from careamics.config.factories.n2v_factory import create_advanced_n2v_config
 
     torch.set_num_threads(job["threads"])
-    pairs = _read_w2s(Path(job["data"]))
+    pairs, second = _load_pairs(job)
     work = Path(job["work_dir"])
     out: dict[str, Any] = {"tool": "careamics", "versions": {"careamics": careamics.__version__,
                                                              "torch": torch.__version__}}
     preds: dict[str, dict[str, np.ndarray]] = {}
     for algo in job["algorithms"]:
-        if algo not in ("n2v", "care"):
+        if algo not in ("n2v", "n2n", "care"):
             continue
         common = dict(experiment_name=f"bench_{algo}", data_type="array", axes="SYX",
                       patch_size=[job["patch"]] * 2, batch_size=job["batch_size"],
@@ -186,6 +257,10 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
             x = np.stack([pairs[k][0] for k in CARE_TRAIN])
             y = np.stack([pairs[k][1] for k in CARE_TRAIN])
             test = CARE_TEST
+        elif algo == "n2n":
+            x = np.stack([pairs[k][0] for k in pairs])
+            y = np.stack([second[k] for k in pairs])
+            test = tuple(pairs)
         else:
             x, y, test = np.stack([p[0] for p in pairs.values()]), None, tuple(pairs)
         # CAREamics counts epochs and holds some patches back for validation; Lightning's
@@ -199,6 +274,9 @@ def _worker_careamics(job: dict[str, Any]) -> dict[str, Any]:
                 early_stopping_params={"monitor": "val_loss", "mode": "min",
                                        "patience": job["steps"],
                                        "check_on_train_epoch_end": False}, **common)
+        elif algo == "n2n":  # CAREamics has no early stopping for N2N
+            cfg = create_advanced_n2n_config(num_epochs=job["steps"], trainer_params=trainer,
+                                             **common)
         else:
             cfg = create_advanced_n2v_config(
                 num_epochs=job["steps"], trainer_params=trainer, **common)
@@ -312,6 +390,32 @@ def _score(preds: dict[str, np.ndarray], pairs: dict[str, tuple[np.ndarray, np.n
     return float(np.mean(ps)), float(np.mean(ss)), len(ps)
 
 
+def _camera_scale() -> tuple[float, float]:
+    """Baseline (ADU at zero photons: offset and dark signal) and ADU per photon of the
+    camera of :func:`semi_synthetic`."""
+    from fluorecon.simulate.camera import CameraModel
+
+    cam = CameraModel.scmos()
+    return (cam.offset + cam.total_gain * cam.dark_current,
+            cam.total_gain * cam.quantum_efficiency)
+
+
+def _photon_error(preds: dict[str, np.ndarray],
+                  pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """Mean error in photons against the noise-free semi-synthetic reference: over all
+    pixels, and over those where the reference expects less than one photon (where a
+    median-seeking loss is biased for Poisson noise)."""
+    baseline, adu_per_photon = _camera_scale()
+    every, dark = [], []
+    for k, pred in preds.items():
+        ref = pairs[k][1]
+        err = (np.asarray(pred, np.float64) - ref) / adu_per_photon
+        every.append(err.mean())
+        low = ref < baseline + adu_per_photon
+        dark.append(err[low].mean() if low.any() else np.nan)
+    return float(np.mean(every)), float(np.nanmean(dark))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -321,7 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="seed of both tools' training")
-    ap.add_argument("--algorithms", default="n2v,n2s,care")
+    ap.add_argument("--algorithms", help="comma-separated; default n2v,n2s,care (with "
+                    "--semi-synthetic: n2n,n2v,care); fluorecon-only variants: n2n-swap "
+                    "(pairs used both ways round) and NAME:KEY=VALUE[:KEY=VALUE] (other "
+                    "config values, e.g. n2n:loss=mae)")
+    ap.add_argument("--semi-synthetic", type=float, metavar="PHOTONS",
+                    help="simulate two sCMOS recordings of every W2S reference at this peak "
+                         "photon count (for N2N; see the module docstring)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                     help="fluorecon's training precision (auto: bf16 on CPUs with AMX)")
     ap.add_argument("--careamics-precision", default="32-true",
@@ -346,15 +456,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.quick:
         args.steps, args.batch_size, args.repeats = 10, 16, 1
-    algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    default_algos = "n2n,n2v,care" if args.semi_synthetic else "n2v,n2s,care"
+    algos = [a.strip() for a in (args.algorithms or default_algos).split(",") if a.strip()]
     cam_python = args.careamics_python
     if args.setup_careamics is not None:
         cam_python = _setup_careamics(args.setup_careamics)
     pairs = _read_w2s(args.data)
     tmp = Path(tempfile.mkdtemp(prefix="bench_learned_"))
+    pairs_file = None
+    if args.semi_synthetic:
+        if args.semi_synthetic <= 0:
+            print("--semi-synthetic must be a positive photon count", file=sys.stderr)
+            return 1
+        pairs, second = semi_synthetic(pairs, args.semi_synthetic, args.seed)
+        pairs_file = str(tmp / "pairs.npz")
+        np.savez(pairs_file, **{f"noisy__{k}": p[0] for k, p in pairs.items()},
+                 **{f"clean__{k}": p[1] for k, p in pairs.items()},
+                 **{f"second__{k}": v for k, v in second.items()})
     job = {"data": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
            "patch": args.patch, "threads": args.threads, "repeats": args.repeats,
-           "algorithms": algos, "throughput_algorithm": "n2v", "seed": args.seed,
+           "algorithms": algos, "seed": args.seed, "pairs_file": pairs_file,
+           "throughput_algorithm": "" if args.semi_synthetic else "n2v",
            "precision": args.precision, "careamics_precision": args.careamics_precision}
     predict_variants = {"fluorecon": {"default (256 MiB tile budget)": {},
                                       "512 MiB tile budget": {"budget": 512 << 20},
@@ -380,10 +502,19 @@ def main(argv: list[str] | None = None) -> int:
     load.append(os.getloadavg()[0])
     classical = _classical(pairs, ["gaussian", "tv"] + (["auto"] if args.classical_auto else []))
 
+    if args.semi_synthetic:  # expected photons of every reference pixel
+        baseline, adu_per_photon = _camera_scale()
+        expected = np.concatenate([((p[1] - baseline) / adu_per_photon).ravel()
+                                   for p in pairs.values()])
     lines = [*run_header(__file__, argv, args.threads, load),
              f"Settings: U-Net depth 2, 32 filters, batch norm, tapered decoder (CAREamics "
              f"layout); patch {args.patch}, batch {args.batch_size}, {args.steps} steps, "
-             f"seed {args.seed}.", "",
+             f"seed {args.seed}.",
+             *([f"Data: semi-synthetic, two simulated sCMOS recordings of each W2S reference "
+                f"at {args.semi_synthetic:g} photons (99.9th percentile; on average "
+                f"{expected.mean():.2f} per pixel, {np.mean(expected < 1):.0%} of the pixels "
+                f"below 1); scores against the noise-free mean."]
+               if args.semi_synthetic else []), "",
              "| tool | method | precision | steps | train s | steps/s | train peak RSS MB |",
              "|---|---|---|---|---|---|---|"]
     for tool, res in results.items():
@@ -393,17 +524,21 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {tool} | {algo} | {r.get('precision', '?')} | {r['steps']} | "
                              f"{r['train_s']:.1f} | "
                              f"{r['steps'] / r['train_s']:.3f} | {r['train_peak_rss_mb']:.0f} |")
-    lines += ["", "Prediction: a fresh process loads the saved n2v model, predicts a 256x256 "
-              "warm-up crop, then the 1024x1024 image (best of the repeats); peak RSS is the "
-              "whole process's (imports and model included), RSS after warm-up beside it.", "",
-              "| tool | prediction (1024x1024, n2v) | MPix/s | peak RSS MB | RSS after "
-              "warm-up MB |", "|---|---|---|---|---|"]
+    if job["throughput_algorithm"]:
+        lines += ["", "Prediction: a fresh process loads the saved n2v model, predicts a "
+                  "256x256 warm-up crop, then the 1024x1024 image (best of the repeats); peak "
+                  "RSS is the whole process's (imports and model included), RSS after warm-up "
+                  "beside it.", "", "| tool | prediction (1024x1024, n2v) | MPix/s | peak RSS MB "
+                  "| RSS after warm-up MB |", "|---|---|---|---|---|"]
     for tool, res in results.items():
         for key, val in res.get("n2v", {}).items():
             if key.startswith("predict["):
                 lines.append(f"| {tool} | {key[8:-1]} | {val['mpix_s']:.3f} | "
                              f"{val['peak_rss_mb']:.0f} | {val['warm_rss_mb']:.0f} |")
-    lines += ["", "| method | images | PSNR (norm.) | SSIM (norm.) |", "|---|---|---|---|"]
+    semi = bool(args.semi_synthetic)
+    lines += ["", "| method | images | PSNR (norm.) | SSIM (norm.) |"
+              + (" mean error (photons) | error where < 1 photon expected |" if semi else ""),
+              "|---|---|---|---|" + ("---|---|" if semi else "")]
     noisy = {k: p[0] for k, p in pairs.items()}
     rows = [("noisy input", noisy)]
     rows += [(f"fluorecon {n}", d) for n, d in classical.items()]
@@ -411,12 +546,18 @@ def main(argv: list[str] | None = None) -> int:
         rows += [(f"{tool} {a}", d) for a, d in preds.get(tool, {}).items()]
     for name, d in rows:
         p, s, n = _score(d, pairs)
-        lines.append(f"| {name} | {n} | {p:.2f} | {s:.4f} |")
+        extra = ""
+        if semi:
+            every, dark = _photon_error(d, pairs)
+            extra = f" {every:+.3f} | {dark:+.3f} |"
+        lines.append(f"| {name} | {n} | {p:.2f} | {s:.4f} |{extra}")
     # CARE is scored on its two held-out images only: the same subset of the references
     for name, d in [("noisy input", noisy)] + [(f"fluorecon {n}", d)
                                                for n, d in classical.items()]:
         p, s, n = _score({k: d[k] for k in CARE_TEST}, pairs)
-        lines.append(f"| {name} (CARE test images) | {n} | {p:.2f} | {s:.4f} |")
+        extra = " {:+.3f} | {:+.3f} |".format(*_photon_error(
+            {k: d[k] for k in CARE_TEST}, pairs)) if semi else ""
+        lines.append(f"| {name} (CARE test images) | {n} | {p:.2f} | {s:.4f} |{extra}")
     text = "\n".join(lines)
     print(text)
     if args.out:
