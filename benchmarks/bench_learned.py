@@ -464,10 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     pairs = _read_w2s(args.data)
     tmp = Path(tempfile.mkdtemp(prefix="bench_learned_"))
     pairs_file = None
+    if args.semi_synthetic is not None and args.semi_synthetic <= 0:
+        print("--semi-synthetic must be a positive photon count", file=sys.stderr)
+        return 1
     if args.semi_synthetic:
-        if args.semi_synthetic <= 0:
-            print("--semi-synthetic must be a positive photon count", file=sys.stderr)
-            return 1
         pairs, second = semi_synthetic(pairs, args.semi_synthetic, args.seed)
         pairs_file = str(tmp / "pairs.npz")
         np.savez(pairs_file, **{f"noisy__{k}": p[0] for k, p in pairs.items()},
