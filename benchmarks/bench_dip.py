@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_learned import _run_worker, run_header  # benchmarks/ is on sys.path when run
+from bench_learned import _run_worker, emit_report, run_header  # benchmarks/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "denoise_w2s_fmd_8bit"
@@ -141,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         m = np.mean(np.asarray(vals), axis=0)
         out.append(f"| mean PSNR | {precision} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | "
                    f"{m[3]:.2f} | | | {m[4]:.2f} | {m[5]:.4f} |")
-    text = "\n".join(out)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit_report(out, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_learned import DEFAULT_DATA as DATA  # benchmarks/ is on sys.path when run
-from bench_learned import _peak_rss_mb
+from bench_learned import _peak_rss_mb, emit_report
 
 
 def _images() -> list[np.ndarray]:
@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         text.append(f"| {'on' if setting == '1' else 'off'} | {r['train_steps_s']:.3f} | "
                     f"{r['train_peak_mb']:.0f} | {r['whole_mpix_s']:.3f} | "
                     f"{r['tiles_mpix_s']:.3f} |")
-    out = "\n".join(text)
-    print(out)
-    if args.out:
-        args.out.write_text(out + "\n")
-    return 0
+    return emit_report(text, args.out)
 
 
 if __name__ == "__main__":

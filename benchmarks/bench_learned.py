@@ -97,6 +97,15 @@ def run_header(script: str, argv: list[str] | None, threads: int, load: list[flo
             "Command: `python " + " ".join(shlex.quote(a) for a in [str(rel), *args]) + "`"]
 
 
+def emit_report(lines: list[str], out: Path | None) -> int:
+    """Print a benchmark's report and write it to ``out`` when given; exit status 0."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+    return 0
+
+
 def _reset_peak_rss() -> None:
     """Reset VmHWM to the current RSS (Linux >= 4.0); silently a no-op elsewhere."""
     try:
@@ -116,6 +125,13 @@ def _read_w2s(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
+def _semi_camera() -> Any:
+    """The camera of the semi-synthetic data: fluorecon's sCMOS preset."""
+    from fluorecon.simulate.camera import CameraModel
+
+    return CameraModel.scmos()
+
+
 def semi_synthetic(pairs: dict[str, tuple[np.ndarray, np.ndarray]], photons: float,
                    seed: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
                                        dict[str, np.ndarray]]:
@@ -125,9 +141,9 @@ def semi_synthetic(pairs: dict[str, tuple[np.ndarray, np.ndarray]], photons: flo
     The reference's 0.1-99.9 percentile range is mapped to 0-``photons`` expected photons
     (negative values clipped), so the brightest structures collect about ``photons``.
     """
-    from fluorecon.simulate.camera import CameraModel, camera_forward, camera_mean
+    from fluorecon.simulate.camera import camera_forward, camera_mean
 
-    cam = CameraModel.scmos()
+    cam = _semi_camera()
     rngs = np.random.default_rng(seed).spawn(2 * len(pairs))
     out, second = {}, {}
     for i, (ident, (_, ref)) in enumerate(sorted(pairs.items())):
@@ -178,7 +194,7 @@ def _worker_fluorecon(job: dict[str, Any]) -> dict[str, Any]:
         if name == "care":
             # CAREamics' U-Net has no residual connection; fluorecon's CARE default (as
             # CSBDeep's) adds the input back, which the note in docs/benchmarks.md measures
-            method = create("care", **dict(dict(residual=False), **settings))
+            method = create("care", **{"residual": False, **settings})
             xs = [pairs[k][0] for k in CARE_TRAIN]
             ys = [pairs[k][1] for k in CARE_TRAIN]
             test = CARE_TEST
@@ -393,9 +409,7 @@ def _score(preds: dict[str, np.ndarray], pairs: dict[str, tuple[np.ndarray, np.n
 def _camera_scale() -> tuple[float, float]:
     """Baseline (ADU at zero photons: offset and dark signal) and ADU per photon of the
     camera of :func:`semi_synthetic`."""
-    from fluorecon.simulate.camera import CameraModel
-
-    cam = CameraModel.scmos()
+    cam = _semi_camera()
     return (cam.offset + cam.total_gain * cam.dark_current,
             cam.total_gain * cam.quantum_efficiency)
 
@@ -554,15 +568,11 @@ def main(argv: list[str] | None = None) -> int:
     # CARE is scored on its two held-out images only: the same subset of the references
     for name, d in [("noisy input", noisy)] + [(f"fluorecon {n}", d)
                                                for n, d in classical.items()]:
-        p, s, n = _score({k: d[k] for k in CARE_TEST}, pairs)
-        extra = " {:+.3f} | {:+.3f} |".format(*_photon_error(
-            {k: d[k] for k in CARE_TEST}, pairs)) if semi else ""
+        held_out = {k: d[k] for k in CARE_TEST}
+        p, s, n = _score(held_out, pairs)
+        extra = " {:+.3f} | {:+.3f} |".format(*_photon_error(held_out, pairs)) if semi else ""
         lines.append(f"| {name} (CARE test images) | {n} | {p:.2f} | {s:.4f} |{extra}")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

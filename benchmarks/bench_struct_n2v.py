@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_learned import _run_worker, run_header  # benchmarks/ is on sys.path when run
+from bench_learned import _run_worker, emit_report, run_header  # benchmarks/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"row-correlated": 3, "white": 1}  # read-noise box length along X
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{case}/{variant}"
                 lines.append(f"| {case} | {tool} {variant} | {score(preds[tool][key])} | "
                              f"{results[tool]['train_s'][key]:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

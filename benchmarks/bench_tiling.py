@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_learned import _peak_rss_mb, run_header  # benchmarks/ is on sys.path
+from bench_learned import _peak_rss_mb, emit_report, run_header  # benchmarks/ on sys.path
 
 VARIANTS = ("budget 256 MiB", "default", "whole")
 
@@ -155,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {variant} | {res['tiles']} | "
                      f"{'x'.join(map(str, res['window']))} | {res['computed']:.2f} | "
                      f"{res['s']:.1f} | {res['mvox_s']:.3f} | {res['peak_mb']:.0f} | {diff} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return emit_report(lines, args.out)
 
 
 if __name__ == "__main__":
